@@ -1,0 +1,324 @@
+"""ONNX -> `Network`: a differentiable torch graph (onnx2torch) whose every node is addressable.
+
+The module is in eval mode with frozen parameters: gradients reach the input image, never
+the weights, and BatchNorm running statistics never move. `network(x, outputs=[...])`
+runs a copy of the fx graph cut at the requested nodes, so nothing else is computed.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import operator
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import fx, nn
+
+from converters.errors import ModelError, UserError
+from converters.names import NameTable, NodeInfo, assign_aliases
+from converters.spec import METADATA_KEY, InputSpec
+
+log = logging.getLogger(__name__)
+
+MAX_OPSET = 17  # onnx2torch registers converters reliably up to here (DESIGN.md)
+
+
+# ----------------------------------------------------------------------------- loading
+def read_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read and check an ONNX file; external data may not point outside the model's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and others for junk bytes
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}); "
+                         "export it again or check the file is complete") from None
+    if not model.graph.node:
+        raise ModelError(f"{path} holds no ONNX graph (empty or not an ONNX file)")
+    folder = path.resolve().parent
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            target = (folder / location).resolve()
+            if folder not in target.parents:
+                raise ModelError(f"{path}: tensor {tensor.name!r} points to external data outside "
+                                 f"the model's folder ({location}); refusing to read it")
+            if not target.is_file():
+                raise ModelError(f"{path}: external data file {location} is missing")
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(folder))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path} fails the ONNX checker: {first}") from None
+    return model
+
+
+def _name_nodes(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes stable names (`Conv_3`: op type and position) and make names unique."""
+    seen: set[str] = set()
+    for i, node in enumerate(model.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _unsupported(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    from onnx2torch.node_converters import get_converter
+
+    opsets = {o.domain: o.version for o in model.opset_import}
+    bad = []
+    for node in model.graph.node:
+        try:
+            get_converter(domain=node.domain, operation_type=node.op_type, version=opsets.get(node.domain, 1))
+        except NotImplementedError:
+            bad.append(node)
+    return bad
+
+
+def _convertible(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model, moved to opset 17 when newer ops would have no onnx2torch converter."""
+    bad = _unsupported(model)
+    if bad and _default_opset(model) > MAX_OPSET:
+        try:
+            model = onnx.version_converter.convert_version(model, MAX_OPSET)
+        except Exception as exc:
+            raise ModelError(f"opset {_default_opset(model)} model could not be moved to opset "
+                             f"{MAX_OPSET} for conversion ({exc}); export at opset {MAX_OPSET}") from None
+        bad = _unsupported(model)
+    if bad:
+        ops = sorted({n.op_type for n in bad})
+        raise ModelError(f"unsupported op {ops[0]} (node {bad[0].name!r}, opset {_default_opset(model)})"
+                         + (f" and {len(ops) - 1} more op type(s): {', '.join(ops[1:])}" if len(ops) > 1 else "")
+                         + "; onnx2torch has no converter for it: cut the model before it or replace the op")
+    return model
+
+
+# ----------------------------------------------------------------------------- the network
+@dataclass
+class ParityReport:
+    """Relative error max|torch - onnxruntime| / max|onnxruntime| per compared node."""
+
+    errors: dict[str, float]
+
+    @property
+    def max_error(self) -> float:
+        return max(self.errors.values()) if self.errors else 0.0
+
+    def worst(self) -> tuple[str, float]:
+        return max(self.errors.items(), key=lambda kv: kv[1])
+
+
+class Network(nn.Module):
+    """A frozen, eval-mode torch graph of an ONNX model with a table of addressable nodes."""
+
+    def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
+                 size: tuple[int, int] | None = None, path: str | Path | None = None):
+        super().__init__()
+        import onnx2torch
+        from onnx2torch.onnx_graph import OnnxGraph
+
+        model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
+        _name_nodes(model)
+        model = _convertible(model)
+        self.path = Path(path) if path else None
+        self.onnx_model = model
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        if len(inputs) != 1:
+            raise ModelError(f"the model has {len(inputs)} graph inputs ({', '.join(i.name for i in inputs)}); "
+                             "invert-onnx needs exactly one image input")
+        self.input_name = inputs[0].name
+        self.input_spec = self._input_spec(model, inputs[0], input_spec, size)
+        try:
+            gm = onnx2torch.convert(model)
+        except Exception as exc:
+            raise ModelError(f"onnx2torch could not convert the model: {str(exc).splitlines()[0]}") from None
+        gm.eval()  # onnx2torch returns training mode: BN would update its statistics
+        for p in gm.parameters():
+            p.requires_grad_(False)
+        self.graph_module = gm
+
+        unique = list(OnnxGraph(model.graph).nodes)  # onnx2torch's module names, in graph order
+        self.nodes: list[NodeInfo] = [
+            NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
+                     outputs=list(n.output), module_name=unique[i])
+            for i, n in enumerate(model.graph.node)
+        ]
+        self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
+        self._producer = {t: (node, k) for node in self.nodes for k, t in enumerate(node.outputs)}
+        self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
+        self._record_shapes()
+        assign_aliases(self.nodes, initializers)
+        from converters.receptive_field import assign_receptive_fields
+        assign_receptive_fields(self.nodes, model)
+        self.names = NameTable(self.nodes)
+        self.output_names = [o.name for o in model.graph.output]
+
+    # -- input spec
+    @staticmethod
+    def _input_spec(model, value_info, given: InputSpec | None, size) -> InputSpec:
+        meta = {p.key: p.value for p in model.metadata_props}
+        spec = given or (InputSpec.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None)
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in value_info.type.tensor_type.shape.dim]
+        if len(dims) != 4:
+            raise ModelError(f"input {value_info.name!r} has rank {len(dims)}; invert-onnx needs an image "
+                             "input of rank 4 (NCHW or NHWC)")
+        if spec is None:
+            layout = "NHWC" if dims[3] == 3 and dims[1] != 3 else "NCHW"
+            spec = InputSpec(layout=layout, source="default (ImageNet mean/std, RGB, [0, 1])")
+        h, w = (dims[2], dims[3]) if spec.layout == "NCHW" else (dims[1], dims[2])
+        channels = dims[1] if spec.layout == "NCHW" else dims[3]
+        if channels not in (None, 3):
+            raise ModelError(f"input {value_info.name!r} has {channels} channels; invert-onnx inverts RGB images")
+        if h and w:
+            if size and tuple(size) != (h, w):
+                raise ModelError(f"the model's input size is fixed at {h}x{w}; drop --size or pass --size {h},{w}")
+            return spec.with_size(h, w)
+        if size:
+            return spec.with_size(*size)
+        if spec.size:
+            return spec
+        raise ModelError("the model's input size is dynamic: give one with --size H[,W] (for example --size 224)")
+
+    # -- node table
+    def _record_shapes(self) -> None:
+        shapes: dict[str, tuple[int, ...]] = {}
+
+        class Recorder(fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n.op == "call_module":
+                    first = out[0] if isinstance(out, (tuple, list)) else out
+                    if isinstance(first, torch.Tensor):
+                        shapes[n.target] = tuple(first.shape)
+                return out
+
+        with torch.no_grad():
+            Recorder(self.graph_module).run(self.example_input())
+        for node in self.nodes:
+            node.shape = shapes.get(node.module_name)
+
+    def example_input(self, batch: int = 1, seed: int | None = None) -> torch.Tensor:
+        h, w = self.input_spec.size
+        shape = (batch, 3, h, w) if self.input_spec.layout == "NCHW" else (batch, h, w, 3)
+        if seed is None:
+            return torch.zeros(shape)
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(shape, generator=g)
+
+    def resolve(self, name: str) -> NodeInfo:
+        return self.names.resolve(name)
+
+    # -- running
+    def _tensor_of(self, name: str) -> str:
+        """A user name -> the ONNX tensor it means (a node name means its first output)."""
+        if name in self._producer:
+            return name
+        return self.resolve(name).outputs[0]
+
+    def cut(self, tensors: tuple[str, ...]) -> fx.GraphModule:
+        """A GraphModule returning exactly these ONNX tensors, computing only what they need."""
+        if tensors not in self._cuts:
+            graph = fx.Graph()
+            val_map: dict[fx.Node, fx.Node] = {}
+            graph.graph_copy(self.graph_module.graph, val_map)
+            outs = []
+            for tensor in tensors:
+                node, k = self._producer[tensor]
+                value = val_map[self._fx_by_module[node.module_name]]
+                if len(node.outputs) > 1:
+                    value = graph.call_function(operator.getitem, (value, k))
+                outs.append(value)
+            graph.output(tuple(outs))
+            cut = fx.GraphModule(self.graph_module, graph)
+            cut.graph.eliminate_dead_code()
+            cut.recompile()
+            cut.delete_all_unused_submodules()
+            self._cuts[tensors] = cut
+        return self._cuts[tensors]
+
+    def forward(self, x: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
+        """The tensors at `outputs` (any accepted names; default: the model's outputs)."""
+        tensors = tuple(self._tensor_of(n) for n in (outputs or self.output_names))
+        return list(self.cut(tensors)(x.to(self.dtype)))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the weights (float32 unless moved with `.to`)."""
+        tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
+        return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+
+    def features(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
+        """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW)."""
+        return self(self.input_spec.adapt(v), outputs)
+
+    # -- parity against onnxruntime
+    def check_parity(self, x: torch.Tensor | None = None, nodes: list[str] | None = None,
+                     op_types: tuple[str, ...] | None = None) -> ParityReport:
+        """Compare the torch graph with onnxruntime at the given nodes (default: all outputs)."""
+        import onnxruntime as ort
+
+        if nodes is None:
+            chosen = [n for n in self.nodes if op_types is None or n.op_type in op_types]
+        else:
+            chosen = [self.resolve(n) for n in nodes]
+        tensors = tuple(n.outputs[0] for n in chosen) or tuple(self.output_names)
+        x = self.example_input(seed=0) if x is None else x
+        probe = onnx.ModelProto.FromString(self.onnx_model.SerializeToString())
+        present = {o.name for o in probe.graph.output}
+        for t in tensors:
+            if t not in present:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        ref = session.run(list(tensors), {self.input_name: x.numpy().astype(np.float32)})
+        with torch.no_grad():
+            got = self.cut(tensors)(x.to(self.dtype))
+        errors = {}
+        for tensor, a, b in zip(tensors, got, ref):
+            name = self._producer[tensor][0].name
+            scale = max(float(np.abs(b).max()), 1e-12)
+            errors[name] = float(np.abs(a.double().numpy() - b).max()) / scale
+        return ParityReport(errors)
+
+    def describe(self) -> dict:
+        return {"path": str(self.path) if self.path else None,
+                "input": {"name": self.input_name, **_spec_dict(self.input_spec)},
+                "nodes": len(self.nodes), "outputs": self.output_names}
+
+
+def _spec_dict(spec: InputSpec) -> dict:
+    return {"layout": spec.layout, "size": list(spec.size), "channel_order": spec.channel_order,
+            "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source}
+
+
+def load(path: str | Path, *, input_spec: InputSpec | None = None,
+         size: tuple[int, int] | None = None) -> Network:
+    """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files)."""
+    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(?:[,x]\s*(\d+))?\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'224' or '224,160' or '224x160' -> (H, W)."""
+    m = _SIZE.match(str(text))
+    if not m or int(m.group(1)) <= 0:
+        raise UserError(f"size must look like 224 or 224,160, not {text!r}")
+    h = int(m.group(1))
+    return (h, int(m.group(2) or h))

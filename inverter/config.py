@@ -1,0 +1,62 @@
+"""`InversionConfig`: every knob of the seed scripts, shared by the CLI, the API and sweeps."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from converters.errors import UserError
+
+
+class ConfigError(UserError):
+    """A setting out of range."""
+
+
+@dataclass
+class InversionConfig:
+    optimizer: str = "adam"  # adam | sgd (momentum, Nesterov off)
+    lr: float = 0.1  # in ImageNet-standardised pixel units
+    momentum: float = 0.9  # sgd only
+    iterations: int = 200
+    decay_factor: float = 0.1  # lr *= decay_factor every decay_every iterations
+    decay_every: int = 0  # 0: no decay
+    lambda_alpha: float = 1e-8  # weight of ||x||_alpha^alpha (sum over pixels)
+    alpha: float = 6.0
+    lambda_tv: float = 5e-7  # weight of sum ((dx)^2 + (dy)^2)^(beta/2)
+    beta: float = 2.0
+    jitter: int = 0  # random roll of up to this many pixels per iteration
+    init: str = "noise"  # noise | zeros | image (start from the original; a sanity check)
+    init_scale: float = 0.1  # std of the noise init, standardised units
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"  # float64: slower, but batch and single runs agree to rounding
+    size: tuple[int, int] | None = None  # only for models whose input size is dynamic
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, not {self.optimizer!r}"),
+            (self.lr > 0, f"lr must be > 0, not {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
+            (isinstance(self.iterations, int) and self.iterations >= 0,
+             f"iterations must be a whole number >= 0, not {self.iterations}"),
+            (0 < self.decay_factor <= 1, f"decay_factor must be in (0, 1], not {self.decay_factor}"),
+            (self.decay_every >= 0, f"decay_every must be >= 0, not {self.decay_every}"),
+            (self.lambda_alpha >= 0 and self.lambda_tv >= 0, "lambda_alpha and lambda_tv must be >= 0"),
+            (self.alpha > 0 and self.beta > 0, "alpha and beta must be > 0"),
+            (self.jitter >= 0, f"jitter must be >= 0, not {self.jitter}"),
+            (self.init in ("noise", "zeros", "image"), f"init must be noise, zeros or image, not {self.init!r}"),
+            (self.init_scale >= 0, "init_scale must be >= 0"),
+            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, not {self.dtype!r}"),
+            (self.device == "cpu" or self.device.startswith(("cuda", "mps")), f"unknown device {self.device!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def replace(self, **changes) -> "InversionConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

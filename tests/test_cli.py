@@ -1,0 +1,66 @@
+"""The command line as a user meets it: outputs written, bad input -> one line, exit 2."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "inverter.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def test_invert_writes_outputs_and_json(vgg16_bn_path, photo, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli(vgg16_bn_path, "--node", "conv2_1", "--image", photo, "--out", out, "--iterations", 5,
+                "--quiet", "--json", "--seed", 1)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["iterations"] == 5 and summary["resolved_nodes"] == ["/features/features.9/Relu"]
+    for name in ["reconstruction.png", "comparison.png", "loss.png", "metrics.json"]:
+        assert (out / name).stat().st_size > 0
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["feature_error"] == summary["feature_error"]
+    assert on_disk["config"]["seed"] == 1
+    # the folder now holds files: refused without --force
+    again = run_cli(vgg16_bn_path, "--node", "conv2_1", "--image", photo, "--out", out, "--iterations", 1)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_nodes_lists_aliases_shapes_receptive_fields(vgg16_bn_path):
+    r = run_cli("nodes", vgg16_bn_path)
+    assert r.returncode == 0, r.stderr
+    line = next(l for l in r.stdout.splitlines() if l.startswith("/features/features.16/Relu"))
+    assert "1x256x16x16" in line and "conv3_1" in line and " 24 " in line
+    data = json.loads(run_cli("nodes", vgg16_bn_path, "--json").stdout)
+    assert len(data["nodes"]) == 13 * 3 + 5
+
+
+@pytest.mark.parametrize("case", ["missing_model", "junk_model", "unknown_node", "missing_image",
+                                  "bad_image", "negative_iterations", "bad_optimizer", "no_args"])
+def test_user_errors_one_line_exit_2(case, vgg16_bn_path, photo, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x08\x07garbage" * 50)
+    text_file = tmp_path / "not_an_image.jpg"
+    text_file.write_text("hello")
+    base = ["--out", tmp_path / "out", "--iterations", 1]
+    args = {
+        "missing_model": [tmp_path / "nope.onnx", "--node", "x", "--image", photo, *base],
+        "junk_model": [junk, "--node", "x", "--image", photo, *base],
+        "unknown_node": [vgg16_bn_path, "--node", "conv3_9", "--image", photo, *base],
+        "missing_image": [vgg16_bn_path, "--node", "conv3_1", "--image", tmp_path / "no.jpg", *base],
+        "bad_image": [vgg16_bn_path, "--node", "conv3_1", "--image", text_file, *base],
+        "negative_iterations": [vgg16_bn_path, "--node", "conv3_1", "--image", photo, "--out", tmp_path / "o",
+                                "--iterations", -3],
+        "bad_optimizer": [vgg16_bn_path, "--node", "conv3_1", "--image", photo, "--optimizer", "lbfgs"],
+        "no_args": [],
+    }[case]
+    r = run_cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith("invert-onnx: error:")]
+    assert len(errors) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    if case == "unknown_node":
+        assert "conv3_1" in errors[0]  # the closest names are offered
