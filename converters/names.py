@@ -30,7 +30,8 @@ class NodeInfo:
     module_name: str  # the onnx2torch submodule
     shape: tuple[int, ...] | None = None  # first output, at the network's input size
     aliases: list[str] = field(default_factory=list)
-    receptive_field: int | None = None
+    receptive_field: int | None = None  # pixels along one side; None: the whole image
+    on_data_path: bool = True  # False for shape computations (Shape, Gather, Constant ...)
 
     def describe(self) -> dict:
         return {"name": self.name, "op": self.op_type, "outputs": self.outputs,

