@@ -23,7 +23,9 @@ from inverter.config import ConfigError, InversionConfig
 from inverter.images import load_image
 from inverter.metrics import psnr, ssim
 from inverter.objectives import Objective, feature_match, normalised_distance
+from inverter.param import ImageParam
 from inverter.regularizers import alpha_norm, tv
+from inverter.transforms import compose, jitter
 
 log = logging.getLogger(__name__)
 
@@ -94,47 +96,43 @@ def initial_images(shape: tuple[int, int, int], seeds: list[int], config: Invers
     return torch.stack([torch.randn(shape, generator=_generator(s)) * config.init_scale for s in seeds])
 
 
-def _jitter(v: torch.Tensor, gens: list[torch.Tensor], amount: int) -> torch.Tensor:
-    if amount <= 0:
-        return v
-    rolled = []
-    for b, g in enumerate(gens):
-        dx, dy = torch.randint(-amount, amount + 1, (2,), generator=g).tolist()
-        rolled.append(torch.roll(v[b : b + 1], shifts=(dy, dx), dims=(2, 3)))
-    return torch.cat(rolled)
-
-
 def optimize(network: Network, objective: Objective, config: InversionConfig, init: torch.Tensor,
-             seeds: list[int] | None = None, progress: bool = True, stop=None,
-             transform=None) -> Run:
+             seeds: list[int] | None = None, progress: bool = True, stop=None, transform=None,
+             parameterization: str = "pixel", decorrelate: bool = False,
+             lrs: list[float] | None = None) -> Run:
     """Minimise `objective` over a batch of images; gradients reach the images only.
 
-    stop(images, feats) -> bool tensor per element: stop early once all are True.
-    transform(v, generators) -> v: robustness transforms (jitter is built in).
+    init: (B, 3, H, W) start images in engine space. seeds: one per element (jitter and
+    transform draws). lrs: one learning rate per element (default config.lr).
+    stop(images, feats) -> bool per element: stop once all are True.
+    transform(x, generators) -> x: robustness transforms, after the built-in jitter.
     """
     device, dtype = torch.device(config.device), getattr(torch, config.dtype)
     network.to(device, dtype)
-    seeds = seeds or [config.seed + b for b in range(init.shape[0])]
-    gens = [_generator(s + 1_000_003) for s in seeds]  # jitter streams, apart from init streams
-    v = init.detach().to(device, dtype).clone().requires_grad_(True)
+    batch = init.shape[0]
+    seeds = seeds or [config.seed + b for b in range(batch)]
+    gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams
+    param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate)
+    groups = [{"params": [leaf], "lr": lr} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
     if config.optimizer == "adam":
-        opt = torch.optim.Adam([v], lr=config.lr)
+        opt = torch.optim.Adam(groups)
     else:
-        opt = torch.optim.SGD([v], lr=config.lr, momentum=config.momentum)
+        opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     sched = torch.optim.lr_scheduler.StepLR(opt, config.decay_every, config.decay_factor) if config.decay_every else None
+    augment = compose(jitter(config.jitter), transform)
     nodes = objective.nodes
     history: dict[str, list[torch.Tensor]] = {}
-    best = v.detach().clone()
-    best_loss = torch.full((v.shape[0],), float("inf"), device=device)
+    with torch.no_grad():
+        best = param.image().detach().clone()
+    best_loss = torch.full((batch,), float("inf"), device=device, dtype=dtype)
     stopped, it = "done", 0
     start = time.perf_counter()
-    bar = tqdm(total=config.iterations, disable=not progress, desc="inverting", unit="it", leave=False)
+    bar = tqdm(total=config.iterations, disable=not progress, desc="optimising", unit="it", leave=False)
     try:
         for it in range(1, config.iterations + 1):
             opt.zero_grad(set_to_none=True)
-            x = _jitter(v, gens, config.jitter)
-            if transform is not None:
-                x = transform(x, gens)
+            v = param.image()
+            x = augment(v, gens)
             feats = dict(zip(nodes, network.features(x, nodes))) if nodes else {}
             terms = objective.evaluate(v, feats)
             total = sum(terms.values())
@@ -160,34 +158,62 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
                 sched.step()
             bar.update(1)
             if progress and it % 10 == 0:
-                bar.set_postfix(loss=f"{float(total.mean()):.4g}")
+                bar.set_postfix(loss=f"{float(total.detach().mean()):.4g}")
     except KeyboardInterrupt:
         stopped = "interrupted"
         log.warning("interrupted at iteration %d; keeping the best image so far", it)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    final = v.detach() if stopped == "done" else best
-    hist = {k: torch.stack(vals).cpu().numpy() for k, vals in history.items()}
+    if stopped == "done":
+        with torch.no_grad():
+            final = param.image().detach()
+    else:
+        final = best
+    hist = {k: torch.stack(vals).float().cpu().numpy() for k, vals in history.items()}
     return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds)
 
 
+PER_RUN_FIELDS = ("lr", "lambda_alpha", "lambda_tv", "seed")  # may differ inside one batch
+
+
 def inversion_objective(targets: dict[str, torch.Tensor], config: InversionConfig,
-                        weights: dict[str, float] | None = None) -> Objective:
-    """sum_i w_i ||phi_i(x) - phi_i(x0)||^2 / ||phi_i(x0)||^2 + lambda_alpha R_alpha + lambda_tv R_TV."""
+                        weights: dict[str, float] | None = None, lambda_alpha=None, lambda_tv=None) -> Objective:
+    """sum_i w_i ||phi_i(x) - phi_i(x0)||^2 / ||phi_i(x0)||^2 + lambda_alpha R_alpha + lambda_tv R_TV.
+
+    lambda_alpha / lambda_tv: a number, or one per batch element (tensor), default from config."""
     weights = weights or {}
     objective = sum((weights.get(n, 1.0) * feature_match(n, t) for n, t in targets.items()), Objective())
-    return objective + config.lambda_alpha * alpha_norm(config.alpha) + config.lambda_tv * tv(config.beta)
+    la = config.lambda_alpha if lambda_alpha is None else lambda_alpha
+    ltv = config.lambda_tv if lambda_tv is None else lambda_tv
+    return objective + la * alpha_norm(config.alpha) + ltv * tv(config.beta)
+
+
+def _batch_settings(configs: list[InversionConfig]) -> InversionConfig:
+    first = configs[0]
+    for c in configs[1:]:
+        for key, value in c.to_dict().items():
+            if key not in PER_RUN_FIELDS and value != getattr(first, key):
+                raise ConfigError(f"runs batched together may differ only in {', '.join(PER_RUN_FIELDS)}; "
+                                  f"they differ in {key}")
+    return first
 
 
 def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] | str,
            config: InversionConfig | None = None, weights: dict[str, float] | None = None,
-           seeds: list[int] | None = None, progress: bool = True) -> Result:
+           seeds: list[int] | None = None, progress: bool = True,
+           configs: list[InversionConfig] | None = None, parameterization: str = "pixel",
+           decorrelate: bool = False) -> Result:
     """Reconstruct image(s) from the features at `nodes` (any accepted names).
 
     image: a path, or pixels in [0, 1] of shape (B, 3, H, W) at the network's size.
     seeds: one per run; B images x 1 seed or 1 image x S seeds run as one batch.
+    configs: one per run, as one batch (they may differ in lr, lambdas and seed): a sweep.
+    weights: per-node weights of the feature terms (default 1).
     """
+    if configs:
+        config = _batch_settings(configs)
+        seeds = [c.seed for c in configs]
     config = config or InversionConfig()
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
     if not nodes:
@@ -207,9 +233,15 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
     with torch.no_grad():
         target_feats = network.features(standardise(original).to(device, dtype), nodes)
     targets = dict(zip(nodes, target_feats))
-    objective = inversion_objective(targets, config, weights)
+    per_run = {}
+    if configs:
+        per_run = {k: torch.tensor([getattr(c, k) for c in configs], device=device, dtype=dtype)
+                   for k in ("lambda_alpha", "lambda_tv")}
+    objective = inversion_objective(targets, config, weights, **per_run)
     init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
-    run = optimize(network, objective, config, init, seeds=seeds, progress=progress)
+    run = optimize(network, objective, config, init, seeds=seeds, progress=progress,
+                   parameterization=parameterization, decorrelate=decorrelate,
+                   lrs=[c.lr for c in configs] if configs else None)
     with torch.no_grad():
         final_feats = network.features(run.images, nodes)
     errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}
@@ -222,4 +254,5 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         ssim=[ssim(pixels[b : b + 1], ref[b : b + 1]) for b in range(batch)],
         seconds=run.seconds, iterations=run.iterations, stopped=run.stopped, config=config,
         model=str(network.path) if network.path else None,
+        extra={"runs": [c.to_dict() for c in configs]} if configs else {},
     )

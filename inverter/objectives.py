@@ -41,8 +41,10 @@ class Objective:
 
     __radd__ = __add__
 
-    def __mul__(self, k: float) -> "Objective":
-        return Objective(tuple(Term(t.name, t.weight * float(k), t.fn, t.nodes) for t in self.terms))
+    def __mul__(self, k) -> "Objective":
+        """Scale by a number, or by a tensor of one weight per batch element (sweeps)."""
+        k = k if isinstance(k, torch.Tensor) else float(k)
+        return Objective(tuple(Term(t.name, t.weight * k, t.fn, t.nodes) for t in self.terms))
 
     __rmul__ = __mul__
 
@@ -56,7 +58,7 @@ class Objective:
         """Weighted value of each term, per batch element (terms with equal names add up)."""
         out: dict[str, torch.Tensor] = {}
         for t in self.terms:
-            if t.weight == 0:
+            if not isinstance(t.weight, torch.Tensor) and t.weight == 0:
                 continue
             value = t.weight * t.fn(image, feats)
             out[t.name] = out[t.name] + value if t.name in out else value
@@ -73,3 +75,65 @@ def feature_match(node: str, target: torch.Tensor, name: str | None = None) -> O
     """Mahendran & Vedaldi's reconstruction loss at one node, normalised by the target's energy."""
     return Objective.term(name or f"feature:{node}",
                           lambda image, feats: normalised_distance(feats[node], target), (node,))
+
+
+# --- feature visualisation: maximise, so the loss is the negative activation -----------------
+def _pooled(feature: torch.Tensor, pool: int) -> torch.Tensor:
+    """Optional max-pooling of the feature map: rewards blobs over pixel-level texture."""
+    if pool > 1 and feature.dim() == 4:
+        return torch.nn.functional.max_pool2d(feature, pool, stride=pool, ceil_mode=True)
+    return feature
+
+
+def channel(node: str, index: int, pool: int = 0) -> Objective:
+    """Mean activation of one channel (NCHW feature maps, or one unit of a vector)."""
+    def fn(image, feats):
+        f = _pooled(feats[node], pool)
+        return -(f[:, index].flatten(1).mean(1) if f.dim() > 2 else f[:, index])
+    return Objective.term(f"channel:{node}:{index}", fn, (node,))
+
+
+def neuron(node: str, index: int, x: int | None = None, y: int | None = None) -> Objective:
+    """One unit of a channel, at (x, y) or at the centre."""
+    def fn(image, feats):
+        f = feats[node]
+        cy = f.shape[2] // 2 if y is None else y
+        cx = f.shape[3] // 2 if x is None else x
+        return -f[:, index, cy, cx]
+    return Objective.term(f"neuron:{node}:{index}", fn, (node,))
+
+
+def layer(node: str) -> Objective:
+    """The whole layer: mean squared activation (DeepDream)."""
+    return Objective.term(f"layer:{node}", lambda image, feats: -feats[node].flatten(1).pow(2).mean(1), (node,))
+
+
+def class_logit(node: str, index: int) -> Objective:
+    """A class score (take the logits, before softmax: Simonyan et al. 2014)."""
+    return Objective.term(f"logit:{index}", lambda image, feats: -feats[node].flatten(1)[:, index], (node,))
+
+
+def l2() -> Objective:
+    """||x||^2 of the image (engine space), the prior of class visualisation."""
+    return Objective.term("l2", lambda image, feats: image.flatten(1).pow(2).sum(1))
+
+
+def cross_entropy(node: str, index: int) -> Objective:
+    """-log softmax(logits)[index]: pushes the model to answer `index` (fooling images)."""
+    return Objective.term(f"xent:{index}",
+                          lambda image, feats: -torch.log_softmax(feats[node].flatten(1), 1)[:, index], (node,))
+
+
+def gram(feature: torch.Tensor) -> torch.Tensor:
+    """(B, C, C) Gram matrices of NCHW feature maps, normalised by C*H*W (Gatys et al.)."""
+    b, c = feature.shape[:2]
+    f = feature.reshape(b, c, -1)
+    return f @ f.transpose(1, 2) / f.shape[1] / f.shape[2]
+
+
+def style_match(node: str, target_gram: torch.Tensor) -> Objective:
+    """Squared distance of Gram matrices, normalised by the target's energy."""
+    def fn(image, feats):
+        g = gram(feats[node])
+        return (g - target_gram).flatten(1).pow(2).sum(1) / target_gram.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    return Objective.term(f"style:{node}", fn, (node,))

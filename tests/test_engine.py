@@ -78,3 +78,26 @@ def test_divergence_stops_with_last_finite_image(vgg16_bn, image64):
 def test_bad_config(bad):
     with pytest.raises(ConfigError):
         InversionConfig(**bad)
+
+
+def test_settings_sweep_as_one_batch_equals_single_runs(vgg16_bn, image64):
+    base = InversionConfig(iterations=6, dtype="float64")
+    configs = [base.replace(lr=0.05, lambda_tv=1e-3, seed=1), base.replace(lr=0.2, lambda_alpha=1e-4, seed=2)]
+    batch = invert(vgg16_bn, image64, "conv2_1", configs=configs, progress=False)
+    for k, c in enumerate(configs):
+        single = invert(vgg16_bn, image64, "conv2_1", c, progress=False)
+        assert torch.allclose(batch.image[k], single.image[0], atol=1e-6)
+        assert np.allclose(batch.history["tv"][:, k], single.history["tv"][:, 0], rtol=1e-6)
+    with pytest.raises(ConfigError, match="differ only"):
+        invert(vgg16_bn, image64, "conv2_1", configs=[base, base.replace(iterations=7)], progress=False)
+
+
+def test_fourier_and_decorrelated_parameterisations_round_trip():
+    from inverter.param import ImageParam
+
+    image = torch.randn(2, 3, 16, 20, generator=torch.Generator().manual_seed(0))
+    for kind in ("pixel", "fourier"):
+        for decorrelate in (False, True):
+            param = ImageParam(image, kind, decorrelate)
+            assert torch.allclose(param.image(), image, atol=1e-4), (kind, decorrelate)
+            assert len(param.leaves) == 2
