@@ -58,8 +58,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             continue
         kind = type(f.default)
         choices = {"optimizer": ["adam", "sgd"], "init": ["noise", "zeros", "image"]}.get(f.name)
-        group.add_argument(flag, type=kind, default=f.default, choices=choices,
-                           help=f"(default: {f.default})")
+        group.add_argument(flag, type=kind, default=None, choices=choices,
+                           help=f"(default: {f.default}, or the preset's)")
+    group.add_argument("--preset", help="start from named settings: default, seed, mahendran-vedaldi")
 
 
 def add_input_spec_options(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +79,29 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args) -> InversionConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(InversionConfig)}
-    return InversionConfig(**values)
+    """The preset (if any), then every flag the user typed on top of it."""
+    from inverter.presets import preset
+
+    base = preset(args.preset)[0] if getattr(args, "preset", None) else InversionConfig()
+    typed = {f.name: getattr(args, f.name) for f in dataclasses.fields(InversionConfig)
+             if getattr(args, f.name, None) is not None}
+    return base.replace(**typed)
+
+
+def split_weights(specs: list[str]) -> tuple[list[str], dict[str, float]]:
+    """`--node conv3_1 --node fc6=0.1` -> names and per-node weights."""
+    names, weights = [], {}
+    for spec in specs:
+        name, sep, weight = spec.rpartition("=")
+        if sep:
+            try:
+                weights[name] = float(weight)
+            except ValueError:
+                raise ConfigError(f"node weight must be a number: {spec!r} (NAME=WEIGHT)") from None
+            names.append(name)
+        else:
+            names.append(spec)
+    return names, weights
 
 
 def load_network(args):
@@ -109,9 +131,10 @@ def cmd_invert(args) -> int:
     from inverter.reports import prepare_out_dir, write_result
 
     config = config_from(args)
-    out = prepare_out_dir(args.out or _default_out(Path(args.model), args.node), args.force)
+    nodes, weights = split_weights(args.node)
+    out = prepare_out_dir(args.out or _default_out(Path(args.model), nodes), args.force)
     network = load_network(args)
-    result = invert(network, args.image, args.node, config, progress=not args.quiet)
+    result = invert(network, args.image, nodes, config, weights=weights, progress=not args.quiet)
     files = write_result(result, out)
     summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
     if args.json:
@@ -182,6 +205,153 @@ def cmd_convert(args) -> int:
         spec = network.input_spec
         print(f"{out}: {len(network.nodes)} nodes, input {spec.layout} {spec.size[0]}x{spec.size[1]} "
               f"{spec.channel_order}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")
+    return 0
+
+
+def _out(args, default: str) -> Path:
+    from inverter.reports import prepare_out_dir
+
+    return prepare_out_dir(args.out or Path("runs") / default, args.force)
+
+
+def _print(args, summary: dict, line: str) -> None:
+    print(json.dumps(summary, indent=2) if args.json else line)
+
+
+def cmd_visualize(args) -> int:
+    """Feature or class visualisation: maximise a channel, a neuron, a whole layer or a class logit."""
+    from inverter.objectives import channel, layer, neuron
+    from inverter.regularizers import tv
+    from inverter.reports import grid, loss_plot, write_json
+    from inverter.visualize import class_objective, visualize
+
+    network = load_network(args)
+    node = args.node or network.output_names[0]
+    network.resolve(node)
+    if args.cls is not None:
+        objective, what = class_objective(network, args.cls, node=args.node, lambda_l2=args.l2), f"class {args.cls}"
+    elif args.neuron:
+        parts = [int(p) for p in args.neuron.split(",")]
+        objective, what = neuron(node, *parts), f"{node} neuron {args.neuron}"
+    elif args.channel is not None:
+        objective, what = channel(node, args.channel, pool=args.pool), f"{node} channel {args.channel}"
+    else:
+        objective, what = layer(node), f"{node} (whole layer)"
+    config = config_from(args)
+    objective = objective + config.lambda_tv * tv(config.beta)
+    scales = tuple(float(v) for v in args.scales.split(",")) if args.scales else (1.0,)
+    out = _out(args, f"visualize_{Path(args.model).stem}")
+    pixels, run = visualize(network, objective, config, batch=args.batch, parameterization=args.param,
+                            decorrelate=not args.no_decorrelate, scales=scales, degrees=args.rotate,
+                            progress=not args.quiet)
+    figure = grid(list(pixels), [f"{what}\nseed {config.seed + b}" for b in range(len(pixels))],
+                  out / "visualization.png", title=f"{Path(args.model).name}: {what} ({args.param}"
+                  f"{', decorrelated' if not args.no_decorrelate else ''}, {run.iterations} it)")
+    loss_plot(run.history, out / "loss.png", title=what)
+    summary = {"what": what, "iterations": run.iterations, "seconds": run.seconds, "stopped": run.stopped,
+               "final_loss": {k: v[-1].tolist() for k, v in run.history.items()}, "config": config.to_dict(),
+               "figure": str(figure)}
+    write_json(summary, out / "metrics.json")
+    _print(args, summary, f"{what}: {run.iterations} iterations in {run.seconds:.1f} s -> {figure}")
+    return 0
+
+
+def cmd_saliency(args) -> int:
+    """Saliency map: |d score / d pixel|, max over colour channels (Simonyan et al. 2014)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from inverter.images import load_image, to_pil
+    from inverter.reports import save_figure, write_json
+    from inverter.saliency import saliency
+
+    network = load_network(args)
+    rgb = load_image(args.image, network.input_spec.size)
+    maps, index = saliency(network, rgb, args.cls, node=args.node)
+    out = _out(args, f"saliency_{Path(args.model).stem}")
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    axes[0].imshow(to_pil(rgb))
+    axes[0].set_title("image", fontsize=9)
+    shown = maps[0].numpy()
+    axes[1].imshow(shown, cmap="hot", vmin=0, vmax=float(np.percentile(shown, 99.5)) or None)
+    axes[1].set_title(f"saliency of class {index}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    figure = save_figure(fig, out / "saliency.png")
+    summary = {"class": index, "max": float(maps.max()), "figure": str(figure)}
+    write_json(summary, out / "metrics.json")
+    _print(args, summary, f"saliency of class {index} -> {figure}")
+    return 0
+
+
+def cmd_fool(args) -> int:
+    """Fooling image: the smallest push that makes the model answer --target."""
+    from inverter.fooling import fool
+    from inverter.images import load_image, save_png
+    from inverter.reports import grid, write_json
+
+    network = load_network(args)
+    rgb = load_image(args.image, network.input_spec.size)
+    config = config_from(args)
+    if args.lr is None:
+        config = config.replace(lr=0.01)
+    config = config.replace(lambda_alpha=0.0, lambda_tv=0.0)
+    result = fool(network, rgb, args.target, config, node=args.node, progress=not args.quiet)
+    out = _out(args, f"fool_{Path(args.model).stem}_{args.target}")
+    save_png(result.image, out / "fooled.png")
+    gain = 0.5 / max(result.max_pixel_change, 1e-8)
+    grid([rgb[0], result.image[0], result.magnified_difference()[0]],
+         [f"original: class {result.before}", f"fooled: class {result.after}",
+          f"difference x{gain:.0f}"], out / "comparison.png",
+         title=f"{Path(args.model).name}: target {args.target} after {result.iterations} iterations")
+    write_json(result.summary(), out / "metrics.json")
+    _print(args, result.summary(), f"class {result.before} -> {result.after} (target {args.target}) in "
+           f"{result.iterations} iterations, max pixel change {result.max_pixel_change:.4f} -> {out}")
+    return 0 if result.after == args.target else 1
+
+
+def cmd_style(args) -> int:
+    """Style transfer: Gram loss over --style-node(s) + content at --content-node + TV."""
+    from inverter.images import load_image, save_png
+    from inverter.reports import grid, loss_plot, write_json
+    from inverter.style import style_transfer
+
+    network = load_network(args)
+    size = network.input_spec.size
+    content, style = load_image(args.content, size), load_image(args.style, size)
+    config = config_from(args)
+    pixels, run = style_transfer(network, content, style, args.style_node, args.content_node, config,
+                                 style_weight=args.style_weight, content_weight=args.content_weight,
+                                 progress=not args.quiet)
+    out = _out(args, f"style_{Path(args.model).stem}")
+    save_png(pixels, out / "styled.png")
+    grid([content[0], style[0], pixels[0]], ["content", "style", "result"], out / "comparison.png",
+         title=f"style {', '.join(args.style_node)}; content {args.content_node}")
+    loss_plot(run.history, out / "loss.png", title="style transfer")
+    summary = {"final_loss": {k: v[-1].tolist() for k, v in run.history.items()},
+               "first_loss": {k: v[0].tolist() for k, v in run.history.items()},
+               "iterations": run.iterations, "seconds": run.seconds, "config": config.to_dict()}
+    write_json(summary, out / "metrics.json")
+    _print(args, summary, f"style transfer: {run.iterations} iterations in {run.seconds:.1f} s -> {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    """Lambda, learning-rate or layer sweeps; one labelled figure plus JSON/CSV; resumable."""
+    from inverter.presets import preset
+    from inverter.sweep import run_sweep
+
+    network = load_network(args)
+    out = Path(args.out or Path("runs") / f"sweep_{Path(args.model).stem}_{args.kind}")
+    if out.is_dir() and any(out.iterdir()) and not (out / "runs").is_dir() and not args.force:
+        raise UserError(f"output folder {out} holds files that are not a sweep; choose another --out or --force")
+    config = config_from(args)
+    label = preset(args.preset)[1] if args.preset else "invert-onnx defaults"
+    values = [float(v) for v in args.values.split(",")] if args.values else None
+    summary = run_sweep(network, args.image, args.kind, out, config, nodes=args.node, values=values,
+                        preset_label=label, progress=not args.quiet)
+    _print(args, summary, f"{args.kind} sweep: {len(summary['runs'])} runs -> {summary['figure']}")
     return 0
 
 
@@ -275,10 +445,65 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     add_common(p)
     add_input_spec_options(p)
     parsers["convert"] = p
+
+    def model_parser(name, doc, out=True):
+        p = Parser(prog=f"{PROG} {name}", description=doc)
+        p.add_argument("model", type=Path)
+        if out:
+            p.add_argument("--out", type=Path, help="output folder")
+            p.add_argument("--force", action="store_true")
+        add_common(p)
+        add_input_spec_options(p)
+        parsers[name] = p
+        return p
+
+    p = model_parser("visualize", cmd_visualize.__doc__)
+    p.add_argument("--node", help="node to visualise (default: the model's output, for --class)")
+    p.add_argument("--channel", type=int)
+    p.add_argument("--neuron", help="C or C,X,Y (default: centre)")
+    p.add_argument("--class", dest="cls", type=int, help="class index (logit + L2 prior)")
+    p.add_argument("--l2", type=float, default=1e-4, help="L2 weight for --class")
+    p.add_argument("--pool", type=int, default=0, help="max-pool the channel map by K first (lower frequencies)")
+    p.add_argument("--param", choices=["fourier", "pixel"], default="fourier")
+    p.add_argument("--no-decorrelate", action="store_true", help="plain RGB instead of decorrelated colour")
+    p.add_argument("--scales", help="random zoom factors, e.g. 0.9,1,1.1")
+    p.add_argument("--rotate", type=float, default=0.0, help="random rotation up to +-DEG")
+    p.add_argument("--batch", type=int, default=1, help="images per run (seeds seed, seed+1, ...)")
+    add_config_options(p)
+
+    p = model_parser("saliency", cmd_saliency.__doc__)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--class", dest="cls", type=int, help="class index (default: top-1)")
+    p.add_argument("--node", help="score node (default: the model's output)")
+    p.add_argument("--size", type=_size)
+
+    p = model_parser("fool", cmd_fool.__doc__)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--target", type=int, required=True, help="class the model should answer")
+    p.add_argument("--node", help="logits node (default: the model's output)")
+    add_config_options(p)
+
+    p = model_parser("style", cmd_style.__doc__)
+    p.add_argument("--content", type=Path, required=True)
+    p.add_argument("--style", type=Path, required=True)
+    p.add_argument("--style-node", action="append", required=True)
+    p.add_argument("--content-node")
+    p.add_argument("--style-weight", type=float, default=1.0)
+    p.add_argument("--content-weight", type=float, default=1.0)
+    add_config_options(p)
+
+    p = model_parser("sweep", cmd_sweep.__doc__)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--kind", choices=["lambda_alpha", "lambda_tv", "lr", "layer"], required=True)
+    p.add_argument("--node", action="append", help="nodes (default: first five conv blocks; all layers for --kind layer)")
+    p.add_argument("--values", help="comma-separated values (default: 1e-7..1e-3 for lambdas, 0.01..0.3 for lr)")
+    add_config_options(p)
     return parsers
 
 
-COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo, "convert": cmd_convert}
+COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo, "convert": cmd_convert,
+            "visualize": cmd_visualize, "saliency": cmd_saliency, "fool": cmd_fool, "style": cmd_style,
+            "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

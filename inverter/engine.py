@@ -98,7 +98,7 @@ def initial_images(shape: tuple[int, int, int], seeds: list[int], config: Invers
 
 def optimize(network: Network, objective: Objective, config: InversionConfig, init: torch.Tensor,
              seeds: list[int] | None = None, progress: bool = True, stop=None, transform=None,
-             parameterization: str = "pixel", decorrelate: bool = False,
+             parameterization: str = "pixel", decorrelate: bool = False, bounded: bool = False,
              lrs: list[float] | None = None) -> Run:
     """Minimise `objective` over a batch of images; gradients reach the images only.
 
@@ -112,7 +112,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
     batch = init.shape[0]
     seeds = seeds or [config.seed + b for b in range(batch)]
     gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams
-    param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate)
+    param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate, bounded)
     groups = [{"params": [leaf], "lr": lr} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
     if config.optimizer == "adam":
         opt = torch.optim.Adam(groups)

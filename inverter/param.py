@@ -4,11 +4,15 @@
 `fourier`: the image's 2-D real spectrum, scaled by 1/frequency so low frequencies move first
 (Olah et al., Distill 2017); optionally with decorrelated colour (a fixed 3x3 colour
 square-root covariance). Each batch element is its own leaf tensor, so elements can take
-their own learning rate and never share optimiser state.
+their own learning rate and never share optimiser state. `bounded` passes the image through
+a sigmoid so that pixels stay valid (activation maximisation would otherwise grow contrast
+without limit).
 """
 from __future__ import annotations
 
 import torch
+
+from converters.spec import destandardise, standardise
 
 # Square root of an ImageNet colour covariance (the constant Lucid/Lucent use), RGB.
 COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -16,10 +20,10 @@ _COLOR_NORM = COLOR_SQRT.norm(dim=0).max()
 
 
 class ImageParam:
-    def __init__(self, init: torch.Tensor, kind: str = "pixel", decorrelate: bool = False):
+    def __init__(self, init: torch.Tensor, kind: str = "pixel", decorrelate: bool = False, bounded: bool = False):
         if kind not in ("pixel", "fourier"):
             raise ValueError(f"parameterisation must be pixel or fourier, not {kind!r}")
-        self.kind, self.decorrelate = kind, decorrelate
+        self.kind, self.decorrelate, self.bounded = kind, decorrelate, bounded
         self.shape = tuple(init.shape[-2:])
         device, dtype = init.device, init.dtype
         h, w = self.shape
@@ -31,6 +35,8 @@ class ImageParam:
         self.leaves = [raw[b : b + 1].clone().requires_grad_(True) for b in range(raw.shape[0])]
 
     def _from_image(self, image: torch.Tensor) -> torch.Tensor:
+        if self.bounded:  # engine space -> logits of valid pixels
+            image = torch.logit(destandardise(image).clamp(1e-3, 1 - 1e-3))
         if self.decorrelate:
             image = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(self.color), image)
         if self.kind == "pixel":
@@ -43,6 +49,8 @@ class ImageParam:
             raw = torch.fft.irfft2(torch.view_as_complex(raw.contiguous()) * self.scale, s=self.shape, norm="ortho")
         if self.decorrelate:
             raw = torch.einsum("ij,bjhw->bihw", self.color, raw)
+        if self.bounded:  # pixels stay in (0, 1) however hard an objective pushes (Lucid's sigmoid)
+            raw = standardise(torch.sigmoid(raw))
         return raw
 
     def image(self) -> torch.Tensor:

@@ -16,9 +16,12 @@ def alpha_norm_value(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def tv_value(x: torch.Tensor, beta: float) -> torch.Tensor:
-    """TV_beta = sum over pixels of ((x[i, j+1] - x[i, j])^2 + (x[i+1, j] - x[i, j])^2)^(beta/2)."""
-    dx = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
-    dy = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+    """TV_beta = sum over pixels of ((x[i, j+1] - x[i, j])^2 + (x[i+1, j] - x[i, j])^2)^(beta/2).
+
+    Differences past the last row/column are 0 (replicated border), so every pixel, the
+    bottom-right one included, is tied to its neighbours."""
+    dx = torch.nn.functional.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    dy = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
     squared = dx * dx + dy * dy
     if beta == 2:
         return squared.flatten(1).sum(1)

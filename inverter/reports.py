@@ -45,7 +45,7 @@ def _jsonable(value):
     return str(value)
 
 
-def _save_figure(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     def write(tmp: Path) -> None:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
 
@@ -56,10 +56,14 @@ def _save_figure(fig, path: Path) -> Path:
 
 
 def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title: str | None = None,
-         rows: list[str] | None = None) -> Path:
-    """A labelled grid: one column per image (or rows x columns when `rows` names the rows)."""
-    n_rows = len(rows) if rows else 1
-    n_cols = math.ceil(len(images) / n_rows)
+         rows: list[str] | None = None, columns: int | None = None) -> Path:
+    """A labelled grid: one column per image, or rows x columns when `rows` names the rows,
+    or wrapped after `columns` images."""
+    if rows:
+        n_rows, n_cols = len(rows), math.ceil(len(images) / len(rows))
+    else:
+        n_cols = min(columns or len(images), len(images))
+        n_rows = math.ceil(len(images) / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.9 * n_rows + (0.4 if title else 0)),
                              squeeze=False)
     for k, ax in enumerate(axes.flat):
@@ -74,7 +78,7 @@ def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def loss_plot(history: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
@@ -91,7 +95,7 @@ def loss_plot(history: dict[str, np.ndarray], path: str | Path, title: str = "")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def write_result(result, out_dir: Path) -> dict[str, Path]:

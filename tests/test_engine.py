@@ -101,3 +101,11 @@ def test_fourier_and_decorrelated_parameterisations_round_trip():
             param = ImageParam(image, kind, decorrelate)
             assert torch.allclose(param.image(), image, atol=1e-4), (kind, decorrelate)
             assert len(param.leaves) == 2
+    from converters.spec import destandardise, standardise
+
+    valid = standardise(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.9 + 0.05)
+    bounded = ImageParam(valid, "fourier", True, bounded=True)
+    assert torch.allclose(bounded.image(), valid, atol=1e-3)
+    bounded.leaves[0].data *= 100  # however far the optimiser pushes, pixels stay in (0, 1)
+    pixels = destandardise(bounded.image())
+    assert pixels.min() >= 0 and pixels.max() <= 1

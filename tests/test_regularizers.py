@@ -14,11 +14,11 @@ def test_alpha_norm_by_hand():
 
 
 def test_tv_by_hand():
-    # 3x3 image; TV over the 2x2 top-left pixels that have a right and a lower neighbour
+    # 3x3 image; differences past the border are 0 (replicated edge)
     x = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0], [0.0, 0.0, 5.0]]]])
-    # (0,0): dx=1, dy=2 -> 5; (0,1): dx=2, dy=1 -> 5; (1,0): dx=0, dy=-2 -> 4; (1,1): dx=0, dy=-2 -> 4
-    assert tv_value(x, 2).item() == 18
-    expected_b1 = math.sqrt(5) * 2 + 2 + 2
+    # per pixel dx^2 + dy^2, row by row: 1+4, 4+1, 0+1 | 0+4, 0+4, 0+9 | 0+0, 25+0, 0+0
+    assert tv_value(x, 2).item() == 53
+    expected_b1 = 2 * math.sqrt(5) + 1 + 2 + 2 + 3 + 5
     assert abs(tv_value(x, 1).item() - expected_b1) < 1e-3
 
 
@@ -35,7 +35,7 @@ def test_objectives_compose_with_weights():
     obj = feature_match("a", torch.tensor([[2.0, 0.0]])) + 0.5 * tv(2) + 2 * alpha_norm(2)
     terms = obj.evaluate(image, feats)
     assert abs(terms["feature:a"].item() - 0.25) < 1e-7  # (1-2)^2 / 2^2
-    assert terms["tv"].item() == 0.5 * 2  # one pixel with a right and lower neighbour: 1 + 1
+    assert terms["tv"].item() == 0.5 * 4  # (0,0): 1 + 1, (0,1): 0 + 1, (1,0): 1 + 0, (1,1): 0
     assert terms["alpha_norm"].item() == 2 * 2
     assert obj.nodes == ["a"]
     assert (obj - obj).evaluate(image, feats)["tv"].item() == 0
