@@ -95,6 +95,10 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
         from converters.caffe import caffe_to_onnx
 
         prototxt, caffemodel = _caffe_pair(Path(source), weights)
+        if size:
+            from converters.caffe import CAFFE_SPEC
+
+            input_spec = (input_spec or CAFFE_SPEC).with_size(*size)
         return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec)
     if framework == "tensorflow":
         try:

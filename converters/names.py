@@ -44,6 +44,7 @@ CHAIN_OPS = ("BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "LRN")
 POOL_OPS = ("MaxPool", "AveragePool")
 FC_OPS = ("Gemm", "MatMul")
 MERGE_OPS = ("Add", "Sum", "Concat", "Mul", "Sub", "Max")
+AFFINE_OPS = ("Mul", "Add", "Sub", "Div")  # by a constant, they stay in a conv/fc chain
 
 
 def torch_module_path(node_name: str) -> str | None:
@@ -65,12 +66,13 @@ def scope_names(node_name: str) -> list[str]:
     if node_name.startswith("/") or "/" not in node_name:
         return []
     out = []
-    for part in node_name.split("/")[:-1]:
-        out.append(part)
-        base = _SCOPE_SUFFIX.sub("", part)
-        if base != part:
-            out.append(base)
-    return out
+    for path in node_name.split(";"):  # TFLite joins the names of the ops it fused with ';'
+        for part in path.split("/")[:-1]:
+            out.append(part)
+            base = _SCOPE_SUFFIX.sub("", part)
+            if base != part:
+                out.append(base)
+    return list(dict.fromkeys(out))
 
 
 def _consumers(nodes: list[NodeInfo]) -> dict[str, list[NodeInfo]]:
@@ -81,15 +83,18 @@ def _consumers(nodes: list[NodeInfo]) -> dict[str, list[NodeInfo]]:
     return cons
 
 
-def _follow_chain(start: NodeInfo, consumers, stop_ops=("LRN",)) -> list[NodeInfo]:
-    """The node, then each single consumer that is BN/activation (Caffe Scale as Mul/Add)."""
+def _follow_chain(start: NodeInfo, consumers, stop_ops=("LRN",), constants: set[str] = frozenset()) -> list[NodeInfo]:
+    """The node, then each single consumer that is BN/activation, or Mul/Add/Sub/Div by a constant
+    (BatchNorm as tf2onnx writes Keras' tf.nn.batch_normalization, Caffe Scale, a separate bias)."""
     chain = [start]
     while True:
         nxt = consumers.get(chain[-1].outputs[0], [])
         if len(nxt) != 1:
             return chain
         node = nxt[0]
-        if node.op_type in CHAIN_OPS and node.op_type not in stop_ops:
+        affine = (node.op_type in AFFINE_OPS and len(node.inputs) == 2
+                  and all(t == chain[-1].outputs[0] or t in constants for t in node.inputs))
+        if (node.op_type in CHAIN_OPS and node.op_type not in stop_ops) or affine:
             chain.append(node)
         else:
             return chain
@@ -103,20 +108,21 @@ def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str
         if node.op_type in MERGE_OPS and len(live) > 1:
             return {}  # branches: ResNet, Inception ... those use module paths / layer names
     consumers = _consumers(nodes)
+    constants = set(initializers) | {t for n in nodes if n.op_type == "Constant" for t in n.outputs}
     blocks: list[list[list[NodeInfo]]] = [[]]  # block -> convs -> chain
     pools: list[NodeInfo | None] = []
     norms: dict[int, NodeInfo] = {}
     fcs: list[list[NodeInfo]] = []
     for node in nodes:
         if node.op_type == "Conv" and len(node.outputs) == 1:
-            blocks[-1].append(_follow_chain(node, consumers))
+            blocks[-1].append(_follow_chain(node, consumers, constants=constants))
         elif node.op_type == "LRN" and blocks[-1]:
             norms[sum(len(b) for b in blocks)] = node
         elif node.op_type in POOL_OPS and blocks[-1]:
             pools.append(node)
             blocks.append([])
         elif node.op_type in FC_OPS and any(t in initializers for t in node.inputs):
-            fcs.append(_follow_chain(node, consumers))
+            fcs.append(_follow_chain(node, consumers, constants=constants))
     blocks = [b for b in blocks if b]
     if not blocks:
         return {}
@@ -126,9 +132,14 @@ def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str
     def name_chain(base: str, chain: list[NodeInfo], first_part: str, act_name: str) -> None:
         names[base] = chain[-1].name
         names[f"{base}.{first_part}"] = chain[0].name
-        for part in chain[1:]:
+        for k, part in enumerate(chain[1:], 1):
             if part.op_type == "BatchNormalization":
                 names[f"{base}.bn"] = part.name
+            elif part.op_type in AFFINE_OPS:
+                if k == 1 and part.op_type == "Add" and chain[0].op_type == "MatMul":
+                    names[f"{base}.{first_part}"] = part.name  # MatMul + bias Add: the layer's output
+                else:
+                    names[f"{base}.bn"] = part.name  # BN as Mul + Add (Keras via tf2onnx), Caffe Scale
             elif part.op_type in ("Relu", "LeakyRelu", "PRelu", "Clip"):
                 names[f"{base}.relu"] = part.name
                 names.setdefault(act_name, part.name)
@@ -188,6 +199,16 @@ class NameTable:
         if hits and len(hits) == 1:
             return hits[0]
         if hits:
+            # A name that is one node's output tensor and another node's name (a Caffe layer
+            # `conv3_1` whose blob, updated in place, ends after its ReLU) means the tensor, as
+            # it does for `Network.forward`; a block name (`conv3_1`) beats the node name of
+            # one of its own parts (`conv3_1.conv`).
+            for prefer in (lambda n: name in n.outputs,
+                           lambda n: name in n.aliases and all(
+                               o is n or any(a.startswith(name + ".") for a in o.aliases) for o in hits)):
+                chosen = [n for n in hits if prefer(n)]
+                if len(chosen) == 1:
+                    return chosen[0]
             listed = ", ".join(n.name for n in hits[:8])
             raise NodeError(f"node name {name!r} is ambiguous: it matches {listed}; use one of those names")
         close = difflib.get_close_matches(name, list(self._index), n=6, cutoff=0.5)

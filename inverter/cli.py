@@ -192,7 +192,14 @@ def cmd_convert(args) -> int:
     elif args.source is None:
         raise ConfigError("give a model to convert, or --arch NAME for a model of the zoo")
     else:
-        spec = InputSpec().replace(**overrides) if any(v is not None for v in overrides.values()) else None
+        from converters import detect_framework
+
+        base = InputSpec()
+        if detect_framework(args.source) == "caffe":  # flags refine Caffe's BGR [0, 255] convention
+            from converters.caffe import CAFFE_SPEC
+
+            base = CAFFE_SPEC
+        spec = base.replace(**overrides) if any(v is not None for v in overrides.values()) else None
         out = to_onnx(args.source, args.output, weights=args.weights, size=size, input_spec=spec,
                       inputs=args.inputs, outputs=args.outputs)
     network = load(out, size=size)
