@@ -362,6 +362,43 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    """Export the layer graph: nodes with aliases, shapes and receptive fields; inverted nodes highlighted."""
+    from inverter.graph_export import export_graph
+    from inverter.images import save_atomic
+
+    network = load_network(args)
+    text = export_graph(network, args.format, highlight=args.node, include_all=args.all)
+    if args.output:
+        save_atomic(args.output, lambda tmp: tmp.write_text(text))
+        print(f"{args.format} graph of {len(network.nodes)} nodes -> {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """The same node, image and settings on several models: one grid and one table."""
+    from converters import load
+    from inverter.compare import compare, markdown_table, write_comparison
+
+    config = config_from(args)
+    out = _out(args, f"compare_{'_'.join(n.replace('/', '_') for n in args.node)}")
+    labels = [str(m) for m in args.models]
+    if len(set(Path(m).name for m in labels)) == len(labels):
+        labels = [Path(m).name for m in labels]
+    models = {label: load(path, size=args.size) for label, path in zip(labels, args.models)}
+    results = compare(models, args.image, args.node, config, progress=not args.quiet)
+    files = write_comparison(models, results, out, title=f"{', '.join(args.node)}: {config.optimizer}, "
+                             f"{config.iterations} it, seed {config.seed}")
+    if args.json:
+        print(files["json"].read_text())
+    else:
+        print(markdown_table(__import__("json").loads(files["json"].read_text())["rows"]), end="")
+        print(f"grid: {files['grid']}")
+    return 0
+
+
 DEMO_NODES = ["relu1_2", "conv2_2", "conv3_1", "conv4_1"]
 
 
@@ -499,6 +536,23 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("--content-weight", type=float, default=1.0)
     add_config_options(p)
 
+    p = model_parser("graph", cmd_graph.__doc__, out=False)
+    p.add_argument("--format", choices=["json", "dot", "svg", "html", "md"], default="html")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    p.add_argument("--node", action="append", help="node(s) to highlight")
+    p.add_argument("--all", action="store_true", help="also shape computations")
+    p.add_argument("--size", type=_size)
+
+    p = Parser(prog=f"{PROG} compare", description=cmd_compare.__doc__)
+    p.add_argument("models", type=Path, nargs="+", help="two or more .onnx files")
+    p.add_argument("--node", action="append", required=True)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--out", type=Path)
+    p.add_argument("--force", action="store_true")
+    add_common(p)
+    add_config_options(p)
+    parsers["compare"] = p
+
     p = model_parser("sweep", cmd_sweep.__doc__)
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--kind", choices=["lambda_alpha", "lambda_tv", "lr", "layer"], required=True)
@@ -510,7 +564,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
 
 COMMANDS = {"invert": cmd_invert, "nodes": cmd_nodes, "demo": cmd_demo, "convert": cmd_convert,
             "visualize": cmd_visualize, "saliency": cmd_saliency, "fool": cmd_fool, "style": cmd_style,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep, "graph": cmd_graph, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
