@@ -3,9 +3,18 @@
 The module is in eval mode with frozen parameters: gradients reach the input image, never
 the weights, and BatchNorm running statistics never move. `network(x, outputs=[...])`
 runs a copy of the fx graph cut at the requested nodes, so nothing else is computed.
+
+Speed options (off by default; `inverter.bench` measures them): `channels_last` keeps
+4-D weights and the NCHW input in channels-last memory (oneDNN's native layout on CPU);
+`fold_batchnorm` folds an inference BatchNorm into the Conv before it inside a cut, where
+nothing asks for the Conv's own output; `inplace_relu` runs a ReLU in place inside a cut
+where its input feeds nothing else and that input's producer does not need its own output
+for the backward pass. Addressable nodes, shapes and values stay the same (folding changes
+results by float rounding only, ~1e-7 relative).
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import operator
@@ -120,12 +129,43 @@ class ParityReport:
         return max(self.errors.items(), key=lambda kv: kv[1])
 
 
+# Modules whose backward pass does not use their own output: a ReLU may overwrite it.
+_INPLACE_SAFE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                 nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.Linear, nn.MaxPool1d, nn.MaxPool2d,
+                 nn.MaxPool3d)
+_CONV_BN = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+
+
+def folded_conv(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """A frozen copy of an eval-mode Conv followed by an eval-mode BatchNorm, as one Conv."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps) if bn.affine else \
+        1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
+    shift = bn.bias.double() if bn.affine else torch.zeros_like(scale)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    folded = copy.deepcopy(conv)
+    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    weight = (conv.weight.double() * scale.view(shape)).to(conv.weight.dtype)
+    folded.weight = nn.Parameter(weight.to(memory_format=_memory_format(conv.weight)), requires_grad=False)
+    folded.bias = nn.Parameter(((bias - bn.running_mean.double()) * scale + shift).to(conv.weight.dtype),
+                               requires_grad=False)
+    return folded
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class Network(nn.Module):
     """A frozen, eval-mode torch graph of an ONNX model with a table of addressable nodes."""
 
     def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
-                 size: tuple[int, int] | None = None, path: str | Path | None = None):
+                 size: tuple[int, int] | None = None, path: str | Path | None = None,
+                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False):
         super().__init__()
+        self.fold_batchnorm = fold_batchnorm
+        self.inplace_relu = inplace_relu
         import onnx2torch
         from onnx2torch.onnx_graph import OnnxGraph
 
@@ -165,6 +205,32 @@ class Network(nn.Module):
         assign_receptive_fields(self.nodes, model)
         self.names = NameTable(self.nodes)
         self.output_names = [o.name for o in model.graph.output]
+        self.channels_last = False
+        if channels_last:
+            self.set_channels_last(True)
+        self._identity_checked: InputSpec | None = None  # features() skips adapt when it is the identity
+        self._identity = False
+
+    def set_channels_last(self, enabled: bool = True) -> "Network":
+        """Keep 4-D weights, and run NCHW inputs, in channels-last memory (or back to contiguous)."""
+        self.channels_last = bool(enabled)
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.graph_module.to(memory_format=fmt)
+        self._cuts.clear()
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # a cut holding folded copies must be rebuilt when .to() changes device, dtype or layout
+        # (the engine calls .to(device, dtype) on every run: a no-op must not drop the cuts)
+        before = self._layout()
+        out = super()._apply(fn, *args, **kwargs)
+        if self._layout() != before:
+            self._cuts.clear()
+        return out
+
+    def _layout(self) -> list[tuple]:
+        return [(t.dtype, t.device, t.stride()) for t in itertools.chain(self.graph_module.parameters(),
+                                                                           self.graph_module.buffers())]
 
     # -- input spec
     @staticmethod
@@ -245,15 +311,63 @@ class Network(nn.Module):
             graph.output(tuple(outs))
             cut = fx.GraphModule(self.graph_module, graph)
             cut.graph.eliminate_dead_code()
+            if self.fold_batchnorm:
+                self._fold_batchnorm(cut)
+            if self.inplace_relu:
+                self._inplace_relu(cut)
             cut.recompile()
             cut.delete_all_unused_submodules()
             self._cuts[tensors] = cut
         return self._cuts[tensors]
 
+    @staticmethod
+    def _fold_batchnorm(cut: fx.GraphModule) -> None:
+        """Conv -> BN (the Conv's output used by the BN only) becomes one folded Conv."""
+        modules = dict(cut.named_modules())
+        for node in list(cut.graph.nodes):
+            bn = modules.get(node.target) if node.op == "call_module" else None
+            if bn is None or type(bn) not in _CONV_BN.values() or bn.training or not bn.track_running_stats:
+                continue
+            prev = node.args[0] if node.args else None
+            if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+                continue
+            conv = modules.get(prev.target)
+            if _CONV_BN.get(type(conv)) is not type(bn) or len(node.args) != 1 or node.kwargs:
+                continue
+            name = f"{prev.target}+folded"
+            cut.add_submodule(name, folded_conv(conv, bn))
+            prev.target = name
+            node.replace_all_uses_with(prev)
+            cut.graph.erase_node(node)
+
+    @staticmethod
+    def _inplace_relu(cut: fx.GraphModule) -> None:
+        """A ReLU whose input feeds nothing else, made by an op whose backward does not read its
+        own output, runs in place (one tensor less to allocate and keep for backward)."""
+        modules = dict(cut.named_modules())
+        for node in list(cut.graph.nodes):
+            relu = modules.get(node.target) if node.op == "call_module" else None
+            if not isinstance(relu, nn.ReLU) or relu.inplace or len(node.args) != 1:
+                continue
+            prev = node.args[0]
+            if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+                continue
+            producer = modules.get(prev.target)
+            additive = getattr(producer, "math_op_function", None) in (torch.add, torch.sub)  # onnx2torch Add/Sub
+            if not (isinstance(producer, _INPLACE_SAFE) or additive):
+                continue
+            with cut.graph.inserting_after(node):
+                new = cut.graph.call_function(torch.relu_, (prev,))
+            node.replace_all_uses_with(new)
+            cut.graph.erase_node(node)
+
     def forward(self, x: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
         """The tensors at `outputs` (any accepted names; default: the model's outputs)."""
         tensors = tuple(self._tensor_of(n) for n in (outputs or self.output_names))
-        return list(self.cut(tensors)(x.to(self.dtype)))
+        x = x.to(self.dtype)
+        if self.channels_last and x.dim() == 4 and self.input_spec.layout == "NCHW":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return list(self.cut(tensors)(x))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -263,7 +377,10 @@ class Network(nn.Module):
 
     def features(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
         """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW)."""
-        return self(self.input_spec.adapt(v), outputs)
+        spec = self.input_spec
+        if self._identity_checked is not spec:  # input_spec may be replaced: check again
+            self._identity_checked, self._identity = spec, adapt_is_identity(spec)
+        return self(v if self._identity else spec.adapt(v), outputs)
 
     # -- parity against onnxruntime
     def check_parity(self, x: torch.Tensor | None = None, nodes: list[str] | None = None,
@@ -311,15 +428,31 @@ class Network(nn.Module):
                 "nodes": len(self.nodes), "outputs": self.output_names}
 
 
+def adapt_is_identity(spec: InputSpec) -> bool:
+    """True when `spec.adapt` maps the engine's space onto itself exactly (torchvision's preprocessing):
+    skipping it saves a multiply, an add and their backward per step."""
+    if spec.layout != "NCHW" or spec.channel_order != "RGB":
+        return False
+    for dtype in (torch.float32, torch.float64):
+        a, b = spec._affine("cpu", dtype)
+        if not (bool((a == 1).all()) and bool((b == 0).all())):
+            return False
+    return True
+
+
 def _spec_dict(spec: InputSpec) -> dict:
     return {"layout": spec.layout, "size": list(spec.size), "channel_order": spec.channel_order,
             "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source}
 
 
 def load(path: str | Path, *, input_spec: InputSpec | None = None,
-         size: tuple[int, int] | None = None) -> Network:
-    """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files)."""
-    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path)
+         size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
+         inplace_relu: bool = False) -> Network:
+    """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
+
+    channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
+    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
+                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu)
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[,x]\s*(\d+))?\s*$")

@@ -1,41 +1,51 @@
-"""How fast is one inversion step, against native PyTorch, onnxruntime and the FLOP limit?
+"""How fast is one inversion step, against native PyTorch, onnxruntime and the GEMM rate?
 
-The step is what `optimize` repeats: the features at the node from an image in engine space
-(`network.features`), the normalised feature distance to a target, and the backward pass to
-the image. Regularisers, jitter and the optimiser step are left out (Adam on one image is
-measured apart, `adam_step_ms`: a fraction of a millisecond).
+The step is what `optimize` repeats, minus the extras: the features at the node from an
+image in engine space (`network.features`), the normalised feature distance to a target,
+and the backward pass to the image. Regularisers, jitter and the optimiser step are left out
+(one Adam step on the image is timed apart: `adam_step_ms`).
 
-Variants, timed interleaved (a, b, c, a, b, c, ... in a rotating order, after warm-up) so
-that a noisy machine slows all of them alike; ratios are medians of the per-repeat ratios:
+Variants, timed interleaved (each round calls every variant once, in a fresh random order, after
+warm-up) so that a noisy machine slows them alike; a ratio is the median over rounds of the
+per-round ratio, and `*_best` values compare the fastest rounds:
 
 - converted: the `Network` cut at the node (onnx2torch + torch.fx), `network.features`;
 - native: the torchvision module with the same seeded weights, cut at the same point
   (`features[:k+1]`, ResNet stem + layers, else torch.fx with that module as a leaf), checked
-  to give the same tensor;
+  to give the same tensor; frozen like the Network (no weight gradients);
 - fast: the `Network` loaded with the speed options (channels_last, BatchNorm folded into the
-  Conv before it, in-place ReLU in the cut), when asked for;
-- onnxruntime: forward only, the ONNX graph cut at the node, against the converted forward
-  (no_grad);
-- full: the converted step up to the model's outputs, for the cost of cutting.
+  Conv before it, in-place ReLU), and native_channels_last, its fair native counterpart;
+- engine, engine_fast: `inverter.engine.optimize` with the default InversionConfig (Adam,
+  alpha-norm, TV) on the converted / fast Network, per iteration (a call runs a few);
+- converted_1_thread: the converted step with torch.set_num_threads(1) around it;
+- converted_compiled: torch.compile of the cut, when asked for;
+- onnxruntime_forward: the ONNX graph cut at the node (default graph optimisations, same
+  thread count, no spinning), against converted_forward and native_forward (no_grad);
+- full: the converted step up to the model's outputs: the cost of the cut against the whole;
+- gemm: torch.mm of two n x n float32 matrices (2n^3 FLOPs), the machine's rate in the same
+  rounds.
 
-FLOPs follow `converters.flops` (a multiply-add = 2); the step counts as 2 x the forward
-FLOPs (the backward to the image costs a forward again: each Conv's input gradient is a
-transposed convolution of the same size, and no weight gradients are computed). GEMM rate:
-the best of several `torch.mm` of two n x n float32 matrices, 2n^3 FLOPs each.
-Peak memory: growth of the process' peak resident set (VmHWM) over one step, after returning
-freed heap to the system (malloc_trim) and resetting the peak (/proc/self/clear_refs); None
-where the kernel does not allow that.
+FLOPs follow `converters.flops` (a multiply-add = 2, batch 1); a step counts 2 x the forward
+FLOPs (the backward to the image costs about one forward: a Conv's input gradient is a
+transposed convolution of the same size, and no weight gradients are computed).
+Peak memory: growth of the process' peak resident set (VmHWM) over one step, after handing
+freed heap back (malloc_trim) and resetting the peak (/proc/self/clear_refs, Linux); None
+where that is not allowed.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
 import logging
 import math
+import os
 import platform
+import random
 import statistics
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -46,8 +56,9 @@ from torch import fx, nn
 
 from converters.errors import UserError
 from converters.flops import ancestors, flops_to, total_flops
-from converters.onnx_torch import Network, load
-from converters.spec import InputSpec
+from converters.names import NodeInfo
+from converters.onnx_torch import Network, adapt_is_identity, load
+from inverter import cpu
 from inverter.objectives import normalised_distance
 
 log = logging.getLogger(__name__)
@@ -59,6 +70,22 @@ GOALS = {
     "gemm_fraction": "achieved GFLOP/s >= 50% of the measured GEMM rate",
 }
 FAST_OPTIONS = {"channels_last": True, "fold_batchnorm": True, "inplace_relu": True}
+RATIOS = {  # name: (numerator variant, denominator variant)
+    "converted_over_native": ("converted", "native"),
+    "fast_over_converted": ("fast", "converted"),
+    "fast_over_native": ("fast", "native"),
+    "native_channels_last_over_native": ("native_channels_last", "native"),
+    "fast_over_native_channels_last": ("fast", "native_channels_last"),
+    "compiled_over_converted": ("converted_compiled", "converted"),
+    "one_thread_over_converted": ("converted_1_thread", "converted"),
+    "engine_over_converted": ("engine", "converted"),
+    "engine_fast_over_native": ("engine_fast", "native"),
+    "time_cut_over_full": ("converted", "full"),
+    "native_time_cut_over_full": ("native", "native_full"),
+    "converted_forward_over_native_forward": ("converted_forward", "native_forward"),
+    "converted_forward_over_onnxruntime": ("converted_forward", "onnxruntime_forward"),
+    "native_forward_over_onnxruntime": ("native_forward", "onnxruntime_forward"),
+}
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -66,15 +93,19 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function, called in turn (rotating order) `repeats` times."""
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per call of each function: `repeats` rounds, each calling every function once in a
+    fresh random order (so no variant always follows the same one and inherits its cache state)."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
+    order = random.Random(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+    for _ in range(repeats):
+        order.shuffle(names)
+        for name in names:
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
@@ -198,12 +229,6 @@ def _fx_cut(module: nn.Module, path: str) -> fx.GraphModule:
     return cut
 
 
-def _is_identity(spec: InputSpec) -> bool:
-    a, b = spec._affine("cpu", torch.float64)
-    return spec.layout == "NCHW" and spec.channel_order == "RGB" and \
-        bool(torch.allclose(a, torch.ones_like(a))) and bool(torch.allclose(b, torch.zeros_like(b), atol=1e-12))
-
-
 def _frozen(module: nn.Module) -> nn.Module:
     module.eval()
     for p in module.parameters():
@@ -238,8 +263,29 @@ def _ort_session(model: onnx.ModelProto, threads: int):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-# ----------------------------------------------------------------------------- one model
+# ----------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to measure and how often (the keyword arguments of `run_bench` and `bench_model`)."""
+
+    batches: tuple[int, ...] = (1, 2, 4, 8)
+    repeats: int = 10  # timed rounds; each round calls every variant once
+    warmup: int = 2  # untimed rounds first
+    seed: int = 0  # weights of architectures, images, round order
+    native: bool = True  # the torchvision module cut at the same point
+    onnxruntime: bool = True  # forward-only reference
+    full: bool = True  # the step up to the model's outputs (cost of the cut)
+    fast: bool = True  # the Network with FAST_OPTIONS, and native in channels_last
+    memory: bool = True  # peak RSS growth over one step
+    single_thread: bool = True  # the converted step with one torch thread
+    engine_iterations: int = 5  # `optimize` iterations per timed call (0: no engine variant)
+    compile: bool = False  # torch.compile of the cut (builds for a minute)
+    gemm_n: int = 2048  # side of the torch.mm timed in the same rounds
+
+
+# ----------------------------------------------------------------------------- the step
 def _step(forward: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, target: torch.Tensor):
+    """One inversion step without the extras: forward to the node, normalised distance, backward."""
     def step():
         v.grad = None
         normalised_distance(forward(v), target).sum().backward()
@@ -253,14 +299,59 @@ def _no_grad(forward: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor):
     return run
 
 
+def _one_thread(fn: Callable[[], object]) -> Callable[[], object]:
+    def run():
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(threads)
+    return run
+
+
+def _engine_run(network: Network, node: str, target: torch.Tensor, init: torch.Tensor, iterations: int):
+    """`optimize` with the default InversionConfig (Adam, alpha-norm, TV) for a few iterations."""
+    from inverter.config import InversionConfig
+    from inverter.engine import inversion_objective, optimize
+
+    config = InversionConfig(iterations=iterations)
+    objective = inversion_objective({node: target}, config)
+    return lambda: optimize(network, objective, config, init, progress=False)
+
+
+def _compiled_forward(network: Network, node: str):
+    """torch.compile (inductor) of the cut graph, fed like `network.features`."""
+    cut = torch.compile(network.cut((network.resolve(node).outputs[0],)))
+    spec = network.input_spec
+    identity = adapt_is_identity(spec)
+    return lambda v: cut(v if identity else spec.adapt(v))[0]
+
+
+def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def _adam_step_ms(image: torch.Tensor, repeats: int = 50) -> float:
+    v = image.clone().requires_grad_(True)
+    opt = torch.optim.Adam([v], lr=0.1)
+    v.grad = torch.randn_like(v)
+    opt.step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        opt.step()
+    return 1e3 * (time.perf_counter() - start) / repeats
+
+
 def _summary(times: list[float]) -> dict:
     return {"median_ms": 1e3 * _median(times), "min_ms": 1e3 * min(times),
             "iqr_ms": 1e3 * (float(np.percentile(times, 75)) - float(np.percentile(times, 25))),
             "repeats": len(times)}
 
 
-def _load_model(model: str | Path, size: int | None, seed: int, workdir: Path) -> tuple[Path, str | None]:
-    """An ONNX file for the model (exported from the zoo for an architecture name)."""
+# ----------------------------------------------------------------------------- one model
+def _model_file(model: str | Path, size: int | None, seed: int, workdir: Path) -> tuple[Path, str | None]:
+    """An ONNX file for the model (exported from the zoo, seeded, for an architecture name)."""
     from models.zoo import ARCHITECTURES, export
 
     if str(model) in ARCHITECTURES:
@@ -277,22 +368,6 @@ def _load_model(model: str | Path, size: int | None, seed: int, workdir: Path) -
     return path, None
 
 
-def bench_model(model: str | Path, node: str, *, size: int | None = None, batches=(1, 2, 4, 8),
-                repeats: int = 10, warmup: int = 2, seed: int = 0, native: bool = True,
-                onnxruntime: bool = True, full: bool = True, memory: bool = True, fast: bool = True,
-                compile: bool = False, gemm_gflops: float | None = None,
-                workdir: str | Path | None = None) -> dict:
-    """Measure one model at one size (see the module docstring); a JSON-ready dict."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path, arch = _load_model(model, size, seed, Path(workdir) if workdir else Path(tmp))
-        sized = (size, size) if size else None
-        network = _load(path, sized)
-        return _bench_loaded(network, arch, node, batches=batches, repeats=repeats, warmup=warmup,
-                             seed=seed, native=native and arch is not None, onnxruntime=onnxruntime, full=full,
-                             memory=memory, fast=fast, compile=compile, gemm_gflops=gemm_gflops, path=path,
-                             sized=sized)
-
-
 def _load(path: Path, size: tuple[int, int] | None, **options) -> Network:
     network = load(path, **options)
     if size and tuple(network.input_spec.size) != tuple(size):
@@ -300,207 +375,271 @@ def _load(path: Path, size: tuple[int, int] | None, **options) -> Network:
     return network
 
 
-def _bench_loaded(network: Network, arch: str | None, node: str, *, batches, repeats, warmup, seed, native,
-                  onnxruntime, full, memory, fast, compile, gemm_gflops, path, sized) -> dict:
-    target_node = network.resolve(node)
-    h, w = network.input_spec.size
-    threads = torch.get_num_threads()
-    gen = torch.Generator().manual_seed(seed)
-    images = {b: torch.randn(b, 3, h, w, generator=gen) for b in sorted(set(batches) | {1})}
-    originals = {b: torch.randn(b, 3, h, w, generator=gen) for b in images}
-    forward_flops = flops_to(network, target_node.name)
-    full_flops = total_flops(network)
-    report: dict = {
-        "model": arch or str(path), "node": node, "resolved_node": target_node.name,
-        "op_type": target_node.op_type, "size": [h, w], "output_shape": list(target_node.shape or []),
-        "threads": threads, "flops_forward": forward_flops, "flops_full_forward": full_flops,
-        "flop_ratio_cut_over_full": forward_flops / full_flops if full_flops else float("nan"),
-        "flops_step": 2 * forward_flops,
-    }
+def bench_model(model: str | Path, node: str, *, size: int | None = None, workdir: str | Path | None = None,
+                native_module: nn.Module | None = None, **options) -> dict:
+    """Measure one model cut at one node, at one size (module docstring); a JSON-ready dict.
 
-    def converted_forward(net: Network, names: list[str]):
+    model: an ONNX file or a `models.zoo` architecture name (exported with seeded weights and
+    rebuilt natively with the same seed). native_module: the native counterpart of an ONNX file.
+    options: the fields of `BenchOptions`.
+    """
+    opts = BenchOptions(**{k: tuple(v) if k == "batches" else v for k, v in options.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        path, arch = _model_file(model, size, opts.seed, Path(workdir) if workdir else Path(tmp))
+        sized = (size, size) if size else None
+        network = _load(path, sized)
+        if opts.native and native_module is None and arch is not None:
+            from models.zoo import build
+
+            native_module = build(arch, seed=opts.seed)
+        fast_net = _load(path, sized, **FAST_OPTIONS) if opts.fast else None
+        report = _measure(network, fast_net, native_module if opts.native else None, node, opts)
+    report["model"] = arch or str(path)
+    return report
+
+
+class _Variants:
+    """The timed functions of one benchmark, built from the networks and the images."""
+
+    def __init__(self, network: Network, node: NodeInfo, opts: BenchOptions):
+        self.network, self.node, self.opts = network, node, opts
+        h, w = network.input_spec.size
+        gen = torch.Generator().manual_seed(opts.seed)
+        batches = sorted(set(opts.batches) | {1})
+        self.images = {b: torch.randn(b, 3, h, w, generator=gen) for b in batches}
+        originals = {b: torch.randn(b, 3, h, w, generator=gen) for b in batches}
+        self.originals = originals
+        with torch.no_grad():
+            self.targets = {b: self.features(network)(originals[b]) for b in batches}
+        self.v = self.images[1].clone().requires_grad_(True)
+        self.steps: dict[str, Callable] = {}
+        self.forwards: dict[str, Callable] = {}
+        self.info: dict = {}
+
+    def features(self, net: Network, names: list[str] | None = None):
+        names = names or [self.node.name]
         return lambda v: net.features(v, names)[0]
 
-    with torch.no_grad():
-        targets = {b: network.features(originals[b], [target_node.name])[0] for b in images}
-    v1 = images[1].clone().requires_grad_(True)
-    fns: dict[str, Callable] = {"converted": _step(converted_forward(network, [target_node.name]), v1, targets[1])}
-    forward_fns: dict[str, Callable] = {}
+    def step(self, name: str, forward) -> None:
+        self.steps[name] = _step(forward, self.v, self.targets[1])
 
-    native_module = None
-    if native:
-        from models.zoo import build
+    def add_converted(self) -> None:
+        self.step("converted", self.features(self.network))
+        self.forwards["converted_forward"] = _no_grad(self.features(self.network), self.images[1])
+        if self.opts.single_thread and torch.get_num_threads() > 1:
+            self.steps["converted_1_thread"] = _one_thread(self.steps["converted"])
 
-        cut, how = native_cut(_frozen(build(arch, seed=seed)), network, target_node.name)
-        native_module = _frozen(cut)
-        identity = _is_identity(network.input_spec)
-        spec = network.input_spec
-        native_forward = (lambda v: native_module(v)) if identity else (lambda v: native_module(spec.adapt(v)))
+    def add_native(self, module: nn.Module) -> nn.Module | None:
+        """The native cut, checked against the converted node; None when they disagree."""
+        whole = _frozen(module)
+        cut, how = native_cut(whole, self.network, self.node.name)
+        cut = _frozen(cut)
+        spec = self.network.input_spec
+        identity = adapt_is_identity(spec)
+        feed = (lambda v: v) if identity else spec.adapt
         with torch.no_grad():
-            a = native_forward(images[1])
-            b = network.features(images[1], [target_node.name])[0]
-            diff = float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
-        report["native"] = {"cut": how, "max_relative_difference": diff, "input_adapt": not identity}
+            diff = _relative_difference(cut(feed(self.images[1])), self.features(self.network)(self.images[1]))
+        self.info["native"] = {"cut": how, "max_relative_difference": diff, "input_adapt": not identity}
         if diff > 1e-3:
             log.warning("native cut %s differs from the converted node by %.2g; not timed", how, diff)
-            report["native"]["error"] = "outputs differ"
-        else:
-            fns["native"] = _step(native_forward, v1, targets[1])
+            self.info["native"]["error"] = "outputs differ"
+            return None
+        self.step("native", lambda v: cut(feed(v)))
+        self.forwards["native_forward"] = _no_grad(lambda v: cut(feed(v)), self.images[1])
+        if self.opts.full and len(self.network.output_names) == 1:
+            with torch.no_grad():
+                target = whole(feed(self.originals[1]))
+            self.steps["native_full"] = _step(lambda v: whole(feed(v)), self.v, target)
+        if self.opts.fast:
+            cl = _frozen(copy.deepcopy(cut)).to(memory_format=torch.channels_last)
+            self.step("native_channels_last", lambda v: cl(feed(v).contiguous(memory_format=torch.channels_last)))
+        return cut
 
-    fast_net = None
-    if fast:
-        fast_net = _load(path, sized, **FAST_OPTIONS)
-        fns["fast"] = _step(converted_forward(fast_net, [target_node.name]), v1, targets[1])
-        if native_module is not None and "native" in fns:
-            native_cl = _frozen(_copy_module(native_module)).to(memory_format=torch.channels_last)
-            fns["native_channels_last"] = _step(
-                lambda v: native_cl(v.contiguous(memory_format=torch.channels_last)), v1, targets[1])
+    def add_fast(self, fast_net: Network) -> None:
+        self.step("fast", self.features(fast_net))
+        self.forwards["fast_forward"] = _no_grad(self.features(fast_net), self.images[1])
         with torch.no_grad():
-            b = network.features(images[1], [target_node.name])[0]
-            diff = float((fast_net.features(images[1], [target_node.name])[0] - b).abs().max()
-                         / b.abs().max().clamp_min(1e-12))
-        report["fast"] = {"options": dict(FAST_OPTIONS), "max_relative_difference": diff}
-    if full:
-        outputs = list(network.output_names)
-        with torch.no_grad():
-            full_target = network.features(originals[1], outputs)[0]
-        fns["full"] = _step(converted_forward(network, outputs), v1, full_target)
-    if onnxruntime:
-        session = _ort_session(onnx_cut(network, target_node.name), threads)
-        feed = {network.input_name: network.input_spec.adapt(images[1]).numpy()}
-        forward_fns["onnxruntime_forward"] = lambda: session.run(None, feed)
-        forward_fns["converted_forward"] = _no_grad(converted_forward(network, [target_node.name]), images[1])
-        if "native" in fns:
-            forward_fns["native_forward"] = _no_grad(native_forward, images[1])
-    if compile:
-        fns["converted_compiled"], report["compile_seconds"] = _compiled_step(
-            network, target_node.name, v1, targets[1])
+            diff = _relative_difference(self.features(fast_net)(self.images[1]),
+                                        self.features(self.network)(self.images[1]))
+        self.info["fast"] = {"options": dict(FAST_OPTIONS), "max_relative_difference": diff}
 
-    times = interleaved({**fns, **forward_fns}, repeats, warmup)
+    def add_full(self) -> None:
+        outputs = list(self.network.output_names)
+        with torch.no_grad():
+            target = self.features(self.network, outputs)(self.originals[1])
+        self.steps["full"] = _step(self.features(self.network, outputs), self.v, target)
+
+    def add_onnxruntime(self) -> None:
+        session = _ort_session(onnx_cut(self.network, self.node.name), torch.get_num_threads())
+        feed = {self.network.input_name: self.network.input_spec.adapt(self.images[1]).numpy()}
+        self.forwards["onnxruntime_forward"] = lambda: session.run(None, feed)
+
+    def add_engine(self, fast_net: Network | None) -> None:
+        n = self.opts.engine_iterations
+        self.steps["engine"] = _engine_run(self.network, self.node.name, self.targets[1], self.images[1], n)
+        if fast_net is not None:
+            self.steps["engine_fast"] = _engine_run(fast_net, self.node.name, self.targets[1], self.images[1], n)
+
+    def add_compiled(self) -> None:
+        forward = _compiled_forward(self.network, self.node.name)
+        self.step("converted_compiled", forward)
+        start = time.perf_counter()
+        self.steps["converted_compiled"]()  # builds the kernels
+        self.info["compile_seconds"] = time.perf_counter() - start
+
+
+def _measure(network: Network, fast_net: Network | None, native_module: nn.Module | None, node: str,
+             opts: BenchOptions) -> dict:
+    target = network.resolve(node)
+    forward_flops = flops_to(network, target.name)
+    full_flops = total_flops(network)
+    report: dict = {
+        "node": node, "resolved_node": target.name, "op_type": target.op_type,
+        "size": list(network.input_spec.size), "output_shape": list(target.shape or []),
+        "threads": torch.get_num_threads(), "options": asdict(opts),
+        "flops_forward": forward_flops, "flops_full_forward": full_flops, "flops_step": 2 * forward_flops,
+        "flop_ratio_cut_over_full": forward_flops / full_flops if full_flops else float("nan"),
+    }
+    variants = _Variants(network, target, opts)
+    variants.add_converted()
+    if native_module is not None:
+        variants.add_native(native_module)
+    if fast_net is not None:
+        variants.add_fast(fast_net)
+    if opts.full:
+        variants.add_full()
+    if opts.onnxruntime:
+        variants.add_onnxruntime()
+    if opts.engine_iterations:
+        variants.add_engine(fast_net)
+    if opts.compile:
+        variants.add_compiled()
+    report.update(variants.info)
+
+    gen = torch.Generator().manual_seed(opts.seed)
+    gemm_a, gemm_b = (torch.randn(opts.gemm_n, opts.gemm_n, generator=gen) for _ in range(2))
+    timed = {**variants.steps, **variants.forwards, "gemm": lambda: torch.mm(gemm_a, gemm_b)}
+    report["load_average_before"] = list(os.getloadavg())
+    times = interleaved(timed, opts.repeats, opts.warmup, seed=opts.seed)
+    report["load_average_after"] = list(os.getloadavg())
+    for name in ("engine", "engine_fast"):  # per iteration
+        if name in times:
+            times[name] = [t / opts.engine_iterations for t in times[name]]
     report["times"] = {k: _summary(t) for k, t in times.items()}
     report["raw_seconds"] = times
-    conv = times["converted"]
-    ratios: dict[str, float] = {}
-    for other in ("native", "fast", "native_channels_last", "converted_compiled"):
-        if other in times:
-            ratios[f"converted_over_{other}"] = paired_ratio(conv, times[other])
-    if "fast" in times and "native" in times:
-        ratios["fast_over_native"] = paired_ratio(times["fast"], times["native"])
-    if "native_channels_last" in times:
-        ratios["fast_over_native_channels_last"] = paired_ratio(times["fast"], times["native_channels_last"])
-    if "full" in times:
-        ratios["time_cut_over_full"] = paired_ratio(conv, times["full"])
-        ratios["cut_cost_over_flop_ratio"] = ratios["time_cut_over_full"] / report["flop_ratio_cut_over_full"]
-    if "onnxruntime_forward" in times:
-        ratios["converted_forward_over_onnxruntime"] = paired_ratio(times["converted_forward"],
-                                                                    times["onnxruntime_forward"])
-        if "native_forward" in times:
-            ratios["native_forward_over_onnxruntime"] = paired_ratio(times["native_forward"],
-                                                                     times["onnxruntime_forward"])
-    report["ratios"] = ratios
-    step_flops = 2 * forward_flops
-    report["gflops"] = {k: step_flops / _median(times[k]) / 1e9
-                        for k in ("converted", "native", "fast", "native_channels_last", "converted_compiled")
-                        if k in times}
-    for k in ("converted_forward", "native_forward", "onnxruntime_forward"):
-        if k in times:
-            report["gflops"][k] = forward_flops / _median(times[k]) / 1e9
-    if gemm_gflops:
-        report["gemm_fraction"] = {k: g / gemm_gflops for k, g in report["gflops"].items()}
-
-    report["batch_scaling"] = _batch_scaling(
-        {"converted": network, **({"fast": fast_net} if fast_net is not None else {})},
-        target_node.name, images, targets, batches, max(2, repeats // 2), min(warmup, 1))
-    if memory:
-        report["peak_memory_mb"] = {k: peak_memory_mb(fns[k]) for k in ("converted", "native", "fast") if k in fns}
-    report["adam_step_ms"] = _adam_step_ms(images[1])
+    _ratios(report, times)
+    _throughput(report, times, forward_flops, opts.gemm_n)
+    nets = {"converted": network, **({"fast": fast_net} if fast_net is not None else {})}
+    report["batch_scaling"] = _batch_scaling(nets, target.name, variants.images, variants.targets, opts.batches,
+                                             max(2, opts.repeats // 2), min(opts.warmup, 1), opts.seed)
+    if opts.memory:
+        report["peak_memory_mb"] = {k: peak_memory_mb(variants.steps[k]) for k in ("converted", "native", "fast")
+                                    if k in variants.steps}
+    report["adam_step_ms"] = _adam_step_ms(variants.images[1])
     report["goals"] = _goals(report)
     return report
 
 
-def _copy_module(module: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(module)
-
-
-def _compiled_step(network: Network, node: str, v: torch.Tensor, target: torch.Tensor):
-    """torch.compile of the cut graph (inductor): the step and the first call's seconds."""
-    cut = network.cut((network.resolve(node).outputs[0],))
-    compiled = torch.compile(cut)
-    spec = network.input_spec
-    step = _step(lambda x: compiled(spec.adapt(x))[0], v, target)
-    start = time.perf_counter()
-    step()
-    return step, time.perf_counter() - start
+def _ratios(report: dict, times: dict[str, list[float]]) -> None:
+    ratios, best = {}, {}
+    for key, (a, b) in RATIOS.items():
+        if a in times and b in times:
+            ratios[key] = paired_ratio(times[a], times[b])
+            best[key] = min(times[a]) / min(times[b])
+    for r in (ratios, best):
+        for prefix in ("", "native_"):
+            if f"{prefix}time_cut_over_full" in r:
+                r[f"{prefix}cut_cost_over_flop_ratio"] = r[f"{prefix}time_cut_over_full"] / \
+                    report["flop_ratio_cut_over_full"]
+    report["ratios"], report["ratios_best"] = ratios, best
 
 
-def _batch_scaling(networks: dict[str, Network], node: str, images, targets, batches, repeats, warmup) -> dict:
-    fns, vs = {}, {}
+STEP_VARIANTS = ("converted", "native", "fast", "native_channels_last", "engine", "engine_fast",
+                 "converted_1_thread", "converted_compiled")
+FORWARD_VARIANTS = ("converted_forward", "native_forward", "fast_forward", "onnxruntime_forward")
+
+
+def _throughput(report: dict, times: dict[str, list[float]], forward_flops: int, gemm_n: int) -> None:
+    """GFLOP/s of each variant, the GEMM rate of the same rounds, and their ratio."""
+    work = {**{k: 2 * forward_flops for k in STEP_VARIANTS if k in times},
+            **{k: forward_flops for k in FORWARD_VARIANTS if k in times}}
+    gemm_flops = 2 * gemm_n**3
+    report["gflops"] = {k: work[k] / _median(times[k]) / 1e9 for k in work}
+    report["gflops_best"] = {k: work[k] / min(times[k]) / 1e9 for k in work}
+    report["gemm"] = {"n": gemm_n, "median_gflops": gemm_flops / _median(times["gemm"]) / 1e9,
+                      "best_gflops": gemm_flops / min(times["gemm"]) / 1e9}
+    # per round: (work / t_variant) / (GEMM FLOPs / t_gemm), then the median over rounds
+    report["gemm_fraction"] = {k: (work[k] / gemm_flops) * paired_ratio(times["gemm"], times[k]) for k in work}
+    report["gemm_fraction_best"] = {k: report["gflops_best"][k] / report["gemm"]["best_gflops"] for k in work}
+
+
+def _batch_scaling(networks: dict[str, Network], node: str, images, targets, batches, repeats, warmup,
+                   seed: int) -> dict:
+    fns = {}
     for name, net in networks.items():
         for b in batches:
-            vs[(name, b)] = images[b].clone().requires_grad_(True)
-            fns[f"{name}@{b}"] = _step(lambda v, net=net: net.features(v, [node])[0], vs[(name, b)], targets[b])
-    times = interleaved(fns, repeats, warmup)
+            v = images[b].clone().requires_grad_(True)
+            fns[f"{name}@{b}"] = _step(lambda x, net=net: net.features(x, [node])[0], v, targets[b])
+    times = interleaved(fns, repeats, warmup, seed=seed)
     out: dict = {}
     for name in networks:
         rows = {}
         for b in batches:
-            t = _median(times[f"{name}@{b}"])
-            rows[str(b)] = {"median_ms": 1e3 * t, "images_per_s": b / t}
+            t = times[f"{name}@{b}"]
+            rows[str(b)] = {"median_ms": 1e3 * _median(t), "min_ms": 1e3 * min(t),
+                            "images_per_s": b / _median(t), "images_per_s_best": b / min(t)}
         first, last = str(min(batches)), str(max(batches))
-        out[name] = {"batches": rows, "speedup_largest_over_smallest":
-                     rows[last]["images_per_s"] / rows[first]["images_per_s"]}
+        out[name] = {"batches": rows,
+                     "speedup_largest_over_smallest": rows[last]["images_per_s"] / rows[first]["images_per_s"],
+                     "speedup_best": rows[last]["images_per_s_best"] / rows[first]["images_per_s_best"]}
     return out
 
 
-def _adam_step_ms(image: torch.Tensor, repeats: int = 50) -> float:
-    v = image.clone().requires_grad_(True)
-    opt = torch.optim.Adam([v], lr=0.1)
-    v.grad = torch.randn_like(v)
-    opt.step()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        opt.step()
-    return 1e3 * (time.perf_counter() - start) / repeats
-
-
 def _goals(report: dict) -> dict:
-    ratios, goals = report["ratios"], {}
+    """Each goal: value from medians (per-round ratios), `best` from the fastest rounds."""
+    ratios, best, goals = report["ratios"], report.get("ratios_best", {}), {}
+
+    def goal(name, value, best_value, target, at_most):
+        met = value <= target if at_most else value >= target
+        goals[name] = {"value": value, "best": best_value, "target": target,
+                       "rule": ("<= " if at_most else ">= ") + str(target), "met": bool(met)}
+
     if "converted_over_native" in ratios:
-        value = ratios["converted_over_native"]
-        goals["converted_over_native"] = {"value": value, "target": 1.05, "met": value <= 1.05}
+        goal("converted_over_native", ratios["converted_over_native"], best.get("converted_over_native"), 1.05, True)
     if "cut_cost_over_flop_ratio" in ratios:
-        value = ratios["cut_cost_over_flop_ratio"]
-        goals["cut_cost"] = {"value": value, "target": 1.1, "met": value <= 1.1}
-    scaling = report.get("batch_scaling", {}).get("converted")
-    if scaling and len(scaling["batches"]) > 1:
-        value = scaling["speedup_largest_over_smallest"]
-        goals["batch_scaling"] = {"value": value, "target": 2.0, "met": value >= 2.0}
+        goal("cut_cost", ratios["cut_cost_over_flop_ratio"], best.get("cut_cost_over_flop_ratio"), 1.1, True)
+    for name, scaling in report.get("batch_scaling", {}).items():
+        if len(scaling["batches"]) > 1:
+            goal(f"batch_scaling_{name}", scaling["speedup_largest_over_smallest"], scaling["speedup_best"],
+                 2.0, False)
     for name in ("converted", "fast"):
         if name in report.get("gemm_fraction", {}):
-            value = report["gemm_fraction"][name]
-            goals[f"gemm_fraction_{name}"] = {"value": value, "target": 0.5, "met": value >= 0.5}
+            goal(f"gemm_fraction_{name}", report["gemm_fraction"][name],
+                 report["gemm_fraction_best"][name], 0.5, False)
     return goals
 
 
 # ----------------------------------------------------------------------------- the whole run
 def run_bench(models: list[tuple] | str | Path, node: str | None = None, *,
-              sizes: list[int] | tuple[int, ...] | None = None, batches=(1, 2, 4, 8), repeats: int = 10,
-              warmup: int = 2, seed: int = 0, native: bool = True, onnxruntime: bool = True,
-              full: bool = True, memory: bool = True, fast: bool = True, compile: bool = False,
-              gemm_n: int = 2048, gemm_repeats: int = 8, threads: int | None = None,
-              workdir: str | Path | None = None) -> dict:
+              sizes: list[int] | tuple[int, ...] | None = None, gemm_repeats: int = 8, threads: int | None = None,
+              keep_freed_memory: bool = False, workdir: str | Path | None = None, **options) -> dict:
     """Benchmark the inversion step of one model (`model, node`) or several.
 
     models: an ONNX file or a `models.zoo` architecture name (exported with seeded random
     weights; the native variant is then that torchvision module with the same weights), or a
     list of (model, node) or (model, node, size) tuples.
     sizes: input sides (None: the architecture's or the file's own size); a tuple's size wins.
-    Returns a JSON-ready dict: machine, conventions, GEMM rate, one result per (model, node, size).
+    threads: torch threads; keep_freed_memory: `inverter.cpu.keep_freed_memory()` first.
+    options: the fields of `BenchOptions` (batches, repeats, warmup, seed, native, ...).
+    Returns a JSON-ready dict: machine and settings, conventions, standalone GEMM rate, goals,
+    and one result per (model, node, size); `format_table` renders it.
     """
+    BenchOptions(**{k: tuple(v) if k == "batches" else v for k, v in options.items()})  # early errors
     if threads:
         torch.set_num_threads(threads)
+    if keep_freed_memory:
+        cpu.keep_freed_memory()
+    settings = cpu.describe()
     items = [(models, node)] if isinstance(models, (str, Path)) else [tuple(m) for m in models]
     runs = []
     for item in items:
@@ -508,35 +647,35 @@ def run_bench(models: list[tuple] | str | Path, node: str | None = None, *,
             raise UserError(f"give the node to benchmark for {item[0]} (--node NAME)")
         for size in ([item[2]] if len(item) > 2 else (sizes or [None])):
             runs.append((item[0], item[1], size))
+    gemm_n = options.get("gemm_n", BenchOptions.gemm_n)
     gemm_before = gemm_rate(gemm_n, gemm_repeats)
     results = []
     for model, name, size in runs:
         log.info("benchmarking %s at %s, size %s", model, name, size)
-        results.append(bench_model(model, name, size=size, batches=tuple(batches), repeats=repeats,
-                                   warmup=warmup, seed=seed, native=native, onnxruntime=onnxruntime,
-                                   full=full, memory=memory, fast=fast, compile=compile,
-                                   gemm_gflops=gemm_before["best_gflops"], workdir=workdir))
+        results.append(bench_model(model, name, size=size, workdir=workdir, **options))
         gc.collect()
     gemm_after = gemm_rate(gemm_n, gemm_repeats)
-    best = max(gemm_before["best_gflops"], gemm_after["best_gflops"])
-    for r in results:  # against the best GEMM rate seen during the run
-        r["gemm_fraction"] = {k: g / best for k, g in r["gflops"].items()}
-        r["goals"] = _goals(r)
     return {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "onnxruntime": _ort_version()},
+                    "onnxruntime": _ort_version(), "settings": settings,
+                    "load_average_after": list(os.getloadavg())},
         "conventions": {
             "step": "features at the node + normalised feature distance + backward to the image; "
-                    "no regularisers, jitter or optimiser step (adam_step_ms apart)",
+                    "no regularisers, jitter or optimiser step (engine: optimize() per iteration; "
+                    "adam_step_ms apart)",
             "flops": "a multiply-add = 2 FLOPs, bias and elementwise ops 1 per output element, BN 2, "
                      "pooling kernel size per output (converters.flops); batch 1",
             "step_flops": "2 x forward FLOPs (input-gradient backward = one more forward's worth)",
-            "ratios": "median over repeats of per-round ratios, variants interleaved",
+            "ratios": "median over rounds of per-round ratios, variants in a random order each round; "
+                      "*_best: ratio of the fastest rounds",
             "memory": "peak RSS growth over one step (VmHWM reset via /proc/self/clear_refs after malloc_trim)",
-            "gemm": f"best of {gemm_repeats} torch.mm {gemm_n}x{gemm_n} float32, before and after",
+            "gemm": f"torch.mm {gemm_n}x{gemm_n} float32 timed in the same rounds as the variants "
+                    "(gemm_fraction: median per-round ratio of achieved to GEMM GFLOP/s); standalone best "
+                    f"of {gemm_repeats} before and after the run",
         },
-        "gemm": {"before": gemm_before, "after": gemm_after, "best_gflops": best},
+        "gemm": {"before": gemm_before, "after": gemm_after,
+                 "best_gflops": max(gemm_before["best_gflops"], gemm_after["best_gflops"])},
         "goals": GOALS,
         "results": results,
     }
@@ -558,45 +697,84 @@ def _fmt(value, spec: str = ".1f", missing: str = "–") -> str:
     return format(value, spec)
 
 
+def _name(r: dict) -> str:
+    return Path(str(r["model"])).stem if str(r["model"]).endswith(".onnx") else str(r["model"])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def format_table(report: dict) -> str:
-    """Markdown tables: per-iteration times and ratios, throughput, batch scaling, goals."""
-    lines = [f"GEMM (torch.mm {report['gemm']['before']['n']}², float32): best "
-             f"{report['gemm']['best_gflops']:.1f} GFLOP/s; threads {report['machine']['threads']}", ""]
-    lines += ["| model | node | size | fwd GFLOP | converted ms | native ms | conv/native | fast ms | "
-              "fast/native | native CL ms | ORT fwd ms | conv fwd ms | full ms | cut/full time | cut/full FLOP |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        t, q = r["times"], r["ratios"]
-        ms = lambda k: _fmt(t.get(k, {}).get("median_ms"))  # noqa: E731
-        lines.append(
-            f"| {Path(str(r['model'])).name} | {r['node']} | {r['size'][0]} | {r['flops_forward'] / 1e9:.2f} | "
-            f"{ms('converted')} | {ms('native')} | {_fmt(q.get('converted_over_native'), '.3f')} | {ms('fast')} | "
-            f"{_fmt(q.get('fast_over_native'), '.3f')} | {ms('native_channels_last')} | "
-            f"{ms('onnxruntime_forward')} | {ms('converted_forward')} | {ms('full')} | "
-            f"{_fmt(q.get('time_cut_over_full'), '.3f')} | {r['flop_ratio_cut_over_full']:.3f} |")
-    lines += ["", "| model | node | converted GFLOP/s | % GEMM | native GFLOP/s | fast GFLOP/s | fast % GEMM | "
-              "ORT fwd GFLOP/s | peak MB converted | native | fast |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        g, f, m = r["gflops"], r.get("gemm_fraction", {}), r.get("peak_memory_mb", {})
-        lines.append(
-            f"| {Path(str(r['model'])).name} | {r['node']} | {_fmt(g.get('converted'))} | "
-            f"{_fmt(100 * f['converted'] if 'converted' in f else None, '.0f')} | {_fmt(g.get('native'))} | "
-            f"{_fmt(g.get('fast'))} | {_fmt(100 * f['fast'] if 'fast' in f else None, '.0f')} | "
-            f"{_fmt(g.get('onnxruntime_forward'))} | {_fmt(m.get('converted'), '.0f')} | "
-            f"{_fmt(m.get('native'), '.0f')} | {_fmt(m.get('fast'), '.0f')} |")
-    lines += ["", "| model | node | variant | " + " | ".join(
-        f"batch {b} img/s" for b in _all_batches(report)) + " | largest/smallest |",
-        "|---|---|---|" + "---|" * (len(_all_batches(report)) + 1)]
-    for r in report["results"]:
-        for name, s in r.get("batch_scaling", {}).items():
-            cells = [_fmt(s["batches"].get(str(b), {}).get("images_per_s"), ".2f") for b in _all_batches(report)]
-            lines.append(f"| {Path(str(r['model'])).name} | {r['node']} | {name} | " + " | ".join(cells)
-                         + f" | {s['speedup_largest_over_smallest']:.2f}× |")
-    lines += ["", "| model | node | goal | value | target | met |", "|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        for name, goal in r["goals"].items():
-            lines.append(f"| {Path(str(r['model'])).name} | {r['node']} | {name} | {goal['value']:.3f} | "
-                         f"{goal['target']} | {'yes' if goal['met'] else 'no'} |")
+    """Markdown: times, ratios, throughput against GEMM, batch scaling, goals (medians; best in brackets)."""
+    results = report["results"]
+
+    def ms(r, k):
+        t = r["times"].get(k)
+        return f"{t['median_ms']:.1f} ({t['min_ms']:.1f})" if t else "–"
+
+    def ratio(r, k, spec=".3f"):
+        return f"{_fmt(r['ratios'].get(k), spec)} ({_fmt(r['ratios_best'].get(k), spec)})" \
+            if k in r["ratios"] else "–"
+
+    def pct(r, k):
+        if k not in r.get("gemm_fraction", {}):
+            return "–"
+        return f"{100 * r['gemm_fraction'][k]:.0f}% ({100 * r['gemm_fraction_best'][k]:.0f}%)"
+
+    settings = report["machine"].get("settings", {})
+    lines = [f"torch {report['machine']['torch']}, {report['machine']['threads']} threads, OMP_WAIT_POLICY "
+             f"{settings.get('omp_wait_policy', '?')}, keep_freed_memory {settings.get('keep_freed_memory', '?')}, "
+             f"load average {_fmt((settings.get('load_average') or [None])[0], '.2f')} at start; standalone GEMM "
+             f"best {report['gemm']['best_gflops']:.0f} GFLOP/s.", "",
+             "Per-iteration ms at batch 1: median (fastest round); step = forward + backward to the image.", ""]
+    variants = ["converted", "native", "fast", "native_channels_last", "engine", "engine_fast",
+                "converted_1_thread", "converted_compiled",
+                "full", "native_full", "converted_forward", "native_forward", "fast_forward", "onnxruntime_forward"]
+    shown = [v for v in variants if any(v in r["times"] for r in results)]
+    lines += _table(["model", "node", "size", "fwd GFLOP"] + [v.replace("_", " ") for v in shown],
+                    [[_name(r), r["node"], str(r["size"][0]), f"{r['flops_forward'] / 1e9:.2f}"]
+                     + [ms(r, v) for v in shown] for r in results])
+    lines += ["", "Ratios: median of per-round ratios (ratio of fastest rounds).", ""]
+    keys = ["converted_over_native", "fast_over_native", "fast_over_native_channels_last", "engine_over_converted",
+            "engine_fast_over_native",
+            "native_channels_last_over_native", "one_thread_over_converted", "compiled_over_converted",
+            "converted_forward_over_onnxruntime",
+            "native_forward_over_onnxruntime", "time_cut_over_full", "native_time_cut_over_full"]
+    keys = [k for k in keys if any(k in r["ratios"] for r in results)]
+    lines += _table(["model", "node"] + [k.replace("_over_", " / ").replace("_", " ") for k in keys]
+                    + ["cut/full FLOP", "cut cost ÷ FLOP ratio", "native cut cost ÷ FLOP ratio"],
+                    [[_name(r), r["node"]] + [ratio(r, k) for k in keys]
+                     + [f"{r['flop_ratio_cut_over_full']:.3f}", ratio(r, "cut_cost_over_flop_ratio"),
+                        ratio(r, "native_cut_cost_over_flop_ratio")]
+                     for r in results])
+    lines += ["", "Throughput: step GFLOP/s = 2 x forward FLOPs / median time; GEMM = torch.mm timed in the "
+              "same rounds; % GEMM = median per-round ratio (fastest rounds). Peak memory: RSS growth over one step.",
+              ""]
+    lines += _table(["model", "node", "GEMM GFLOP/s", "converted GFLOP/s", "converted % GEMM", "fast GFLOP/s",
+                     "fast % GEMM", "ORT fwd GFLOP/s", "peak MB converted / native / fast", "Adam step ms"],
+                    [[_name(r), r["node"], f"{r['gemm']['median_gflops']:.0f} ({r['gemm']['best_gflops']:.0f})",
+                      _fmt(r["gflops"].get("converted")), pct(r, "converted"), _fmt(r["gflops"].get("fast")),
+                      pct(r, "fast"), _fmt(r["gflops"].get("onnxruntime_forward")),
+                      " / ".join(_fmt(r.get("peak_memory_mb", {}).get(k), ".0f")
+                                 for k in ("converted", "native", "fast")),
+                      f"{r['adam_step_ms']:.2f}"] for r in results])
+    batches = _all_batches(report)
+    if batches:
+        lines += ["", "Batch scaling: images/s from the median step (fastest round).", ""]
+        rows = []
+        for r in results:
+            for name, sc in r.get("batch_scaling", {}).items():
+                rows_b = sc["batches"]
+                cells = [f"{rows_b[str(b)]['images_per_s']:.2f} ({rows_b[str(b)]['images_per_s_best']:.2f})"
+                         if str(b) in rows_b else "–" for b in batches]
+                rows.append([_name(r), r["node"], name] + cells
+                            + [f"{sc['speedup_largest_over_smallest']:.2f}× ({sc['speedup_best']:.2f}×)"])
+        lines += _table(["model", "node", "variant"] + [f"batch {b}" for b in batches] + ["largest / smallest"], rows)
+    lines += ["", "Goals (value from medians; best rounds in brackets).", ""]
+    lines += _table(["model", "node", "goal", "value", "rule", "met"],
+                    [[_name(r), r["node"], name, f"{g['value']:.3f} ({_fmt(g.get('best'), '.3f')})", g["rule"],
+                      "yes" if g["met"] else "no"] for r in results for name, g in r["goals"].items()])
     return "\n".join(lines)
 
 

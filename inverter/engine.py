@@ -145,7 +145,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
             with torch.no_grad():
                 better = total.detach() < best_loss
                 best_loss = torch.where(better, total.detach(), best_loss)
-                best[better] = v.detach()[better]
+                best = torch.where(better.view(-1, 1, 1, 1), v.detach(), best)
             for name, value in {**terms, "total": total}.items():
                 history.setdefault(name, []).append(value.detach())
             if stop is not None and bool(stop(v, feats).all()):

@@ -12,6 +12,9 @@ from inverter.objectives import Objective
 
 def alpha_norm_value(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """||x||_alpha^alpha = sum |x|^alpha, per batch element."""
+    if alpha == 6:  # the usual choice: two multiplies are twice as fast as pow (scripts/bench.py)
+        x2 = x * x
+        return (x2 * x2 * x2).flatten(1).sum(1)
     return x.abs().pow(alpha).flatten(1).sum(1)
 
 

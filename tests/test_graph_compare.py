@@ -71,7 +71,9 @@ def test_same_layer_same_name_in_every_framework(three):
 
 
 def test_reconstructions_agree_across_frameworks(three, photo, tmp_path):
-    cfg = InversionConfig(iterations=30, seed=7)
+    # float64: the three exports differ by float32 rounding of folded weights (~1e-7); Adam on
+    # a non-convex objective magnifies that along a run, in float32 to ~1e-2 after 200 it.
+    cfg = InversionConfig(iterations=60, seed=7, dtype="float64")
     results = compare(three, photo, ["conv3_1"], cfg, progress=False)
     ref = results["pytorch"].image
     for framework, result in results.items():
