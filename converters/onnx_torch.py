@@ -272,8 +272,14 @@ class Network(nn.Module):
                         shapes[n.target] = tuple(first.shape)
                 return out
 
-        with torch.no_grad():
-            Recorder(self.graph_module).run(self.example_input())
+        h, w = self.input_spec.size
+        try:
+            with torch.no_grad():
+                Recorder(self.graph_module).run(self.example_input())
+        except Exception as exc:  # a graph that converts but cannot run at this size
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"the model does not run on a {h}x{w} image ({type(exc).__name__}: {text}); "
+                             "check --size and that the file is intact") from None
         for node in self.nodes:
             node.shape = shapes.get(node.module_name)
 

@@ -154,7 +154,14 @@ def cmd_invert(args) -> int:
         print(f"{Path(args.model).name}: feature error {errors}; PSNR {result.psnr[0]:.2f} dB, "
               f"SSIM {result.ssim[0]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
               f"({result.stopped}) -> {out}")
-    return 0 if result.stopped in ("done", "target reached") else 1
+    if result.stopped == "diverged":
+        print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
+              f"in {out}: lower --lr", file=sys.stderr)
+        return 1
+    if result.stopped == "interrupted":
+        print(f"{PROG}: interrupted; the best image so far and its metrics are in {out}", file=sys.stderr)
+        return 130
+    return 0
 
 
 def cmd_nodes(args) -> int:

@@ -64,3 +64,48 @@ def test_user_errors_one_line_exit_2(case, vgg16_bn_path, photo, tmp_path):
     assert "Traceback" not in r.stderr
     if case == "unknown_node":
         assert "conv3_1" in errors[0]  # the closest names are offered
+
+
+def test_divergence_saves_last_finite_image_and_says_so(vgg16_bn_path, photo, tmp_path):
+    out = tmp_path / "div"
+    r = run_cli(vgg16_bn_path, "--node", "conv1_1", "--image", photo, "--out", out, "--optimizer", "sgd",
+                "--lr", "1e30", "--momentum", "0", "--iterations", 30, "--quiet")
+    assert r.returncode == 1
+    assert "diverged" in r.stderr and "Traceback" not in r.stderr
+    import json as _json
+
+    metrics = _json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "diverged"
+    assert (out / "reconstruction.png").stat().st_size > 0
+
+
+def test_ctrl_c_keeps_best_image_and_metrics(vgg16_bn_path, photo, tmp_path):
+    import signal
+    import threading
+
+    out = tmp_path / "int"
+    proc = subprocess.Popen([sys.executable, "-m", "inverter.cli", str(vgg16_bn_path), "--node", "conv2_1",
+                             "--image", str(photo), "--out", str(out), "--iterations", "1000000"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    seen = threading.Event()
+    chunks = []
+
+    def watch():
+        while chunk := proc.stderr.read(64):
+            chunks.append(chunk)
+            if b"optimising" in b"".join(chunks[-3:]):
+                seen.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert seen.wait(300), b"".join(chunks)
+    import time
+
+    time.sleep(2)  # some iterations
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(120) == 130
+    import json as _json
+
+    metrics = _json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"] == "interrupted" and metrics["iterations"] > 0
+    assert (out / "reconstruction.png").stat().st_size > 0
+    assert b"Traceback" not in b"".join(chunks)
