@@ -15,3 +15,10 @@ class NodeError(UserError):
 
 class ConversionError(UserError):
     """A source model (Caffe, TensorFlow, PyTorch) cannot be exported to ONNX."""
+
+
+def unsupported_ops(nodes, what: str, fix: str) -> str:
+    """One line naming the first unsupported op type and its node, and how many more there are."""
+    ops = sorted({n.op_type for n in nodes})
+    more = f" and {len(ops) - 1} more op type(s): {', '.join(ops[1:])}" if len(ops) > 1 else ""
+    return f"unsupported {what} {ops[0]} (node {nodes[0].name!r}){more}; {fix}"

@@ -27,7 +27,7 @@ import onnx
 import torch
 from torch import fx, nn
 
-from converters.errors import ModelError, UserError
+from converters.errors import ModelError, UserError, unsupported_ops
 from converters.names import NameTable, NodeInfo, assign_aliases
 from converters.spec import METADATA_KEY, InputSpec
 
@@ -107,10 +107,8 @@ def _convertible(model: onnx.ModelProto) -> onnx.ModelProto:
                              f"{MAX_OPSET} for conversion ({exc}); export at opset {MAX_OPSET}") from None
         bad = _unsupported(model)
     if bad:
-        ops = sorted({n.op_type for n in bad})
-        raise ModelError(f"unsupported op {ops[0]} (node {bad[0].name!r}, opset {_default_opset(model)})"
-                         + (f" and {len(ops) - 1} more op type(s): {', '.join(ops[1:])}" if len(ops) > 1 else "")
-                         + "; onnx2torch has no converter for it: cut the model before it or replace the op")
+        raise ModelError(unsupported_ops(bad, f"op (opset {_default_opset(model)})",
+                                         "onnx2torch has no converter for it: cut the model before it or replace the op"))
     return model
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import onnx
 
 from converters.cleanup import drop_weight_identities, set_input_spec
-from converters.errors import ConversionError, ModelError
+from converters.errors import ConversionError, ModelError, unsupported_ops
 from converters.spec import InputSpec
 
 log = logging.getLogger(__name__)
@@ -654,10 +654,8 @@ def _layout(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None]:
 def _finish(model: onnx.ModelProto, out_path: Path, input_spec: InputSpec | None, name: str) -> Path:
     bad = _unconverted(model)
     if bad:
-        ops = sorted({n.op_type for n in bad})
-        raise ConversionError(f"unsupported TensorFlow op {ops[0]} (node {bad[0].name!r})"
-                              + (f" and {len(ops) - 1} more: {', '.join(ops[1:])}" if len(ops) > 1 else "")
-                              + "; tf2onnx has no ONNX equivalent: cut the model before it or replace the op")
+        raise ConversionError(unsupported_ops(bad, "TensorFlow op",
+                                              "tf2onnx has no ONNX equivalent: cut the model before it or replace the op"))
     layout, hw = _layout(model)
     spec = input_spec or InputSpec(source="default for a TensorFlow model (ImageNet mean/std, RGB, [0, 1]); "
                                           "give the model's preprocessing if it differs")

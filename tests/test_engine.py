@@ -109,3 +109,23 @@ def test_fourier_and_decorrelated_parameterisations_round_trip():
     bounded.leaves[0].data *= 100  # however far the optimiser pushes, pixels stay in (0, 1)
     pixels = destandardise(bounded.image())
     assert pixels.min() >= 0 and pixels.max() <= 1
+
+
+def test_sweep_writes_figure_tables_and_resumes(vgg16_bn, photo, tmp_path):
+    import json
+
+    from inverter.sweep import run_sweep
+
+    cfg = InversionConfig(iterations=3)
+    summary = run_sweep(vgg16_bn, photo, "lambda_tv", tmp_path, cfg, nodes=["conv1_2"], values=[1e-6, 1e-3],
+                        progress=False)
+    assert len(summary["runs"]) == 2 and (tmp_path / "sweep.png").is_file() and (tmp_path / "sweep.csv").is_file()
+    strong, weak = sorted(summary["runs"], key=lambda r: -r["lambda_tv"])
+    assert strong["lambda_tv"] == 1e-3
+    record = tmp_path / "runs" / "conv1_2_lambda_tv_0.001.json"
+    data = json.loads(record.read_text())
+    data["psnr_db"] = -1.0  # marks a finished run: a resumed sweep reads it instead of running again
+    record.write_text(json.dumps(data))
+    again = run_sweep(vgg16_bn, photo, "lambda_tv", tmp_path, cfg, nodes=["conv1_2"], values=[1e-6, 1e-3],
+                      progress=False)
+    assert any(r["psnr_db"] == -1.0 for r in again["runs"])
