@@ -441,7 +441,8 @@ def cmd_demo(args) -> int:
     from inverter.reports import grid, prepare_out_dir, write_json, write_result
     from models import export
 
-    out = prepare_out_dir(args.out or Path("runs") / "demo", args.force)
+    # the default folder is the demo's own: running it again replaces it
+    out = prepare_out_dir(args.out or Path("runs") / "demo", args.force or args.out is None)
     model_path = out / "vgg16_hed.onnx"
     export("vgg16_hed", model_path)
     network = load(model_path, **speed_options(args))
