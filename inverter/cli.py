@@ -144,16 +144,25 @@ def cmd_invert(args) -> int:
     nodes, weights = split_weights(args.node)
     out = prepare_out_dir(args.out or _default_out(Path(args.model), nodes), args.force)
     network = load_network(args)
-    result = invert(network, args.image, nodes, config, weights=weights, progress=not args.quiet)
+    if len(args.image) == 1:
+        image = args.image[0]
+    else:  # several images: one batch, one seed each (seed, seed + 1, ...)
+        import torch
+
+        from inverter.images import load_image
+
+        image = torch.cat([load_image(p, network.input_spec.size) for p in args.image])
+    result = invert(network, image, nodes, config, weights=weights, progress=not args.quiet)
     files = write_result(result, out)
     summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        errors = ", ".join(f"{k} {v[0]:.4f}" for k, v in result.feature_error.items())
-        print(f"{Path(args.model).name}: feature error {errors}; PSNR {result.psnr[0]:.2f} dB, "
-              f"SSIM {result.ssim[0]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
-              f"({result.stopped}) -> {out}")
+        for b in range(result.image.shape[0]):
+            errors = ", ".join(f"{k} {v[b]:.4f}" for k, v in result.feature_error.items())
+            print(f"{Path(args.model).name}: feature error {errors}; PSNR {result.psnr[b]:.2f} dB, "
+                  f"SSIM {result.ssim[b]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
+                  f"({result.stopped}) -> {out}")
     if result.stopped == "diverged":
         print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
               f"in {out}: lower --lr", file=sys.stderr)
@@ -482,7 +491,8 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     p.add_argument("model", type=Path, help="an .onnx file")
     p.add_argument("--node", action="append", required=True,
                    help="node to invert: ONNX node or tensor name, module path, layer name or conv3_1 style")
-    p.add_argument("--image", type=Path, required=True, help="any image Pillow reads")
+    p.add_argument("--image", type=Path, action="append", required=True,
+                   help="any image Pillow reads; repeat it to invert several images as one batch")
     p.add_argument("--out", type=Path, help="output folder (default: runs/MODEL_NODE)")
     p.add_argument("--force", action="store_true", help="write into an output folder that holds files")
     add_common(p)

@@ -109,3 +109,17 @@ def test_ctrl_c_keeps_best_image_and_metrics(vgg16_bn_path, photo, tmp_path):
     assert metrics["stopped"] == "interrupted" and metrics["iterations"] > 0
     assert (out / "reconstruction.png").stat().st_size > 0
     assert b"Traceback" not in b"".join(chunks)
+
+
+def test_several_images_run_as_one_batch(vgg16_bn_path, photo, tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "mirrored.png"
+    Image.open(photo).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    out = tmp_path / "batch"
+    r = run_cli(vgg16_bn_path, "--node", "conv1_2", "--image", photo, "--image", other, "--out", out,
+                "--iterations", 4, "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert len(summary["psnr_db"]) == 2 and summary["psnr_db"][0] != summary["psnr_db"][1]
+    assert (out / "reconstruction_0.png").is_file() and (out / "reconstruction_1.png").is_file()
