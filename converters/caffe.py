@@ -393,8 +393,13 @@ def _scale(builder: Builder, layer: LayerParameter) -> None:
         builder.add("Mul", [x, builder.const(layer, "scale", gamma)], layer, dims)
         return
     y = builder.aux("Mul", [x, builder.const(layer, "scale", gamma)], layer, "mul", dims)
-    beta = _broadcast(builder, layer, blobs[1], dims, p.axis, p.num_axes, "bias")
-    builder.add("Add", [y, builder.const(layer, "bias", beta)], layer, dims)
+    _add_bias(builder, layer, y, blobs[1], dims, p.axis, p.num_axes)
+
+
+def _add_bias(builder: Builder, layer: LayerParameter, x: str, blob, dims, axis: int, num_axes: int) -> None:
+    """The layer's output: x + the bias blob broadcast over `dims` (Scale's bias term, Bias)."""
+    beta = _broadcast(builder, layer, blob, dims, axis, num_axes, "bias")
+    builder.add("Add", [x, builder.const(layer, "bias", beta)], layer, dims)
 
 
 @converter("Bias")
@@ -403,9 +408,7 @@ def _bias(builder: Builder, layer: LayerParameter) -> None:
     if len(layer.bottom) > 1:
         raise ConversionError(f"Caffe layer {layer.name!r}: Bias with a second input blob is not supported")
     x = builder.bottom(layer)
-    dims = builder.dims(x)
-    beta = _broadcast(builder, layer, builder.blobs(layer, 1)[0], dims, p.axis, p.num_axes, "bias")
-    builder.add("Add", [x, builder.const(layer, "bias", beta)], layer, dims)
+    _add_bias(builder, layer, x, builder.blobs(layer, 1)[0], builder.dims(x), p.axis, p.num_axes)
 
 
 @converter("LRN")

@@ -106,13 +106,21 @@ def split_weights(specs: list[str]) -> tuple[list[str], dict[str, float]]:
     return names, weights
 
 
+SPEC_FLAGS = ("mean", "std", "scale", "channel_order", "layout")
+
+
+def spec_overrides(args) -> dict:
+    """The preprocessing flags the user typed (None for the others)."""
+    return {k: getattr(args, k, None) for k in SPEC_FLAGS}
+
+
 def load_network(args):
     """The model named on the command line, with any preprocessing overrides."""
     from converters import load
     from converters.onnx_torch import read_onnx, Network
     from converters.spec import METADATA_KEY, InputSpec
 
-    overrides = {k: getattr(args, k, None) for k in ("mean", "std", "scale", "channel_order", "layout")}
+    overrides = spec_overrides(args)
     speed = speed_options(args)
     if not any(v is not None for v in overrides.values()):
         return load(args.model, size=getattr(args, "size", None), **speed)
@@ -198,7 +206,7 @@ def cmd_convert(args) -> int:
     from converters import load, to_onnx
     from converters.spec import InputSpec
 
-    overrides = {k: getattr(args, k, None) for k in ("mean", "std", "scale", "channel_order", "layout")}
+    overrides = spec_overrides(args)
     size = args.size
     if args.arch:
         from models.zoo import ARCHITECTURES, build
@@ -281,9 +289,7 @@ def cmd_visualize(args) -> int:
                   out / "visualization.png", title=f"{Path(args.model).name}: {what} ({args.param}"
                   f"{', decorrelated' if not args.no_decorrelate else ''}, {run.iterations} it)")
     loss_plot(run.history, out / "loss.png", title=what)
-    summary = {"what": what, "iterations": run.iterations, "seconds": run.seconds, "stopped": run.stopped,
-               "final_loss": {k: v[-1].tolist() for k, v in run.history.items()}, "config": config.to_dict(),
-               "figure": str(figure)}
+    summary = {"what": what, **run.summary(), "config": config.to_dict(), "figure": str(figure)}
     write_json(summary, out / "metrics.json")
     _print(args, summary, f"{what}: {run.iterations} iterations in {run.seconds:.1f} s -> {figure}")
     return 0
@@ -362,9 +368,7 @@ def cmd_style(args) -> int:
     grid([content[0], style[0], pixels[0]], ["content", "style", "result"], out / "comparison.png",
          title=f"style {', '.join(args.style_node)}; content {args.content_node}")
     loss_plot(run.history, out / "loss.png", title="style transfer")
-    summary = {"final_loss": {k: v[-1].tolist() for k, v in run.history.items()},
-               "first_loss": {k: v[0].tolist() for k, v in run.history.items()},
-               "iterations": run.iterations, "seconds": run.seconds, "config": config.to_dict()}
+    summary = {**run.summary(), "config": config.to_dict()}
     write_json(summary, out / "metrics.json")
     _print(args, summary, f"style transfer: {run.iterations} iterations in {run.seconds:.1f} s -> {out}")
     return 0

@@ -40,6 +40,12 @@ class Run:
     stopped: str  # "done" | "diverged" | "interrupted" | "target reached"
     seconds: float
 
+    def summary(self) -> dict:
+        """Iterations, time, why it stopped, and each loss term at the first and last iteration."""
+        return {"iterations": self.iterations, "seconds": self.seconds, "stopped": self.stopped,
+                "first_loss": {k: v[0].tolist() for k, v in self.history.items() if len(v)},
+                "final_loss": {k: v[-1].tolist() for k, v in self.history.items() if len(v)}}
+
 
 @dataclass
 class Result:

@@ -44,13 +44,15 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
     def reached(image, feats):
         return feats[node].flatten(1).argmax(1) == target
 
-    with torch.no_grad():
-        before = int(network.features(standardise(rgb01), [node])[0].flatten(1).argmax(1)[0])
+    def top1(pixels: torch.Tensor) -> int:
+        with torch.no_grad():
+            return int(network.features(standardise(pixels), [node])[0].flatten(1).argmax(1)[0])
+
+    before = top1(rgb01)
     run = optimize(network, cross_entropy(node, target), config, standardise(rgb01), progress=progress, stop=reached)
     pixels = destandardise(run.images).float().cpu()
     clipped = pixels.clamp(0, 1)
-    with torch.no_grad():
-        after = int(network.features(standardise(clipped), [node])[0].flatten(1).argmax(1)[0])
+    after = top1(clipped)
     return Fooled(image=clipped, original=rgb01, target=target, before=before, after=after,
                   iterations=run.iterations, max_pixel_change=float((clipped - rgb01).abs().max()),
                   stopped=run.stopped)
