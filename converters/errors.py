@@ -22,3 +22,11 @@ def unsupported_ops(nodes, what: str, fix: str) -> str:
     ops = sorted({n.op_type for n in nodes})
     more = f" and {len(ops) - 1} more op type(s): {', '.join(ops[1:])}" if len(ops) > 1 else ""
     return f"unsupported {what} {ops[0]} (node {nodes[0].name!r}){more}; {fix}"
+
+
+def first_line(exc: BaseException | str, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (or its type name when it has none)."""
+    text = str(exc).strip()
+    if not text:
+        return "" if isinstance(exc, str) else type(exc).__name__
+    return text.splitlines()[0][:limit]

@@ -1,5 +1,6 @@
 """The inversion engine, its objectives and regularisers, images, reports and the CLI."""
 from inverter.config import ConfigError, InversionConfig
-from inverter.engine import Result, invert, optimize
+from inverter.loop import optimize
+from inverter.methods.inversion import Result, invert
 
 __all__ = ["ConfigError", "InversionConfig", "Result", "invert", "optimize"]

@@ -11,6 +11,12 @@ class ConfigError(UserError):
     """A setting out of range."""
 
 
+OPTIMIZERS = ("adam", "sgd")
+INITS = ("noise", "zeros", "image")
+DTYPES = ("float32", "float64")
+CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES}  # the CLI offers these
+
+
 @dataclass
 class InversionConfig:
     optimizer: str = "adam"  # adam | sgd (momentum, Nesterov off)
@@ -29,14 +35,13 @@ class InversionConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"  # float64: slower, but batch and single runs agree to rounding
-    size: tuple[int, int] | None = None  # only for models whose input size is dynamic
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         checks = [
-            (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, not {self.optimizer!r}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"),
             (self.lr > 0, f"lr must be > 0, not {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
             (isinstance(self.iterations, int) and self.iterations >= 0,
@@ -46,9 +51,9 @@ class InversionConfig:
             (self.lambda_alpha >= 0 and self.lambda_tv >= 0, "lambda_alpha and lambda_tv must be >= 0"),
             (self.alpha > 0 and self.beta > 0, "alpha and beta must be > 0"),
             (self.jitter >= 0, f"jitter must be >= 0, not {self.jitter}"),
-            (self.init in ("noise", "zeros", "image"), f"init must be noise, zeros or image, not {self.init!r}"),
+            (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
             (self.init_scale >= 0, "init_scale must be >= 0"),
-            (self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, not {self.dtype!r}"),
+            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}"),
             (self.device == "cpu" or self.device.startswith(("cuda", "mps")), f"unknown device {self.device!r}"),
         ]
         for ok, message in checks:

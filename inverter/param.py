@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import torch
 
-from converters.spec import destandardise, standardise
+from converters.input_spec import destandardise, standardise
 
 # Square root of an ImageNet colour covariance (the constant Lucid/Lucent use), RGB.
 COLOR_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 _COLOR_NORM = COLOR_SQRT.norm(dim=0).max()
 
 
+PARAMETERIZATIONS = ("pixel", "fourier")
+
+
 class ImageParam:
     def __init__(self, init: torch.Tensor, kind: str = "pixel", decorrelate: bool = False, bounded: bool = False):
-        if kind not in ("pixel", "fourier"):
-            raise ValueError(f"parameterisation must be pixel or fourier, not {kind!r}")
+        if kind not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterisation must be one of {', '.join(PARAMETERIZATIONS)}, not {kind!r}")
         self.kind, self.decorrelate, self.bounded = kind, decorrelate, bounded
         self.shape = tuple(init.shape[-2:])
         device, dtype = init.device, init.dtype

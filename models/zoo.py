@@ -15,8 +15,8 @@ import torchvision
 from torch import nn
 
 from converters.errors import ModelError
-from converters.pytorch import export_module, load_weights, read_state_dict
-from converters.spec import InputSpec
+from converters.frontends.pytorch import export_module, load_weights, read_state_dict
+from converters.input_spec import InputSpec
 from models.weights import shipped
 
 TORCHVISION_SPEC = InputSpec(source="torchvision preprocessing (ImageNet mean/std, RGB, [0, 1])")

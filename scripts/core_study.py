@@ -14,8 +14,8 @@ from pathlib import Path
 
 from converters import load
 from inverter import InversionConfig, invert
-from inverter.images import demo_image
-from inverter.reports import grid, write_json
+from inverter.io.images import demo_image
+from inverter.io.reports import grid, write_json
 from models import export
 
 

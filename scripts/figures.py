@@ -20,15 +20,14 @@ import torch
 
 from converters import load
 from inverter import InversionConfig
-from inverter.fooling import fool
-from inverter.images import demo_image, load_image
-from inverter.objectives import channel
-from inverter.regularizers import tv
-from inverter.reports import grid, write_json
-from inverter.saliency import saliency
-from inverter.style import style_transfer
-from inverter.sweep import run_sweep
-from inverter.visualize import class_objective, visualize
+from inverter.methods.fooling import fool
+from inverter.io.images import demo_image, load_image
+from inverter.objectives import channel, tv
+from inverter.io.reports import grid, write_json
+from inverter.methods.saliency import saliency
+from inverter.methods.style import style_transfer
+from inverter.studies.sweep import run_sweep
+from inverter.methods.visualization import class_objective, visualize
 from models import export
 
 SPEED = {"channels_last": True, "fold_batchnorm": True, "inplace_relu": True}
@@ -83,7 +82,7 @@ def main() -> int:
         pixels, run = visualize(eff, class_objective(eff, cls, lambda_l2=1e-5), cfg, scales=(0.9, 1.0, 1.1),
                                 degrees=10, progress=False)
         with torch.no_grad():
-            from converters.spec import standardise
+            from converters.input_spec import standardise
 
             logits = eff.features(standardise(pixels), eff.output_names)[0]
         numbers[f"class_{cls}"] = {"top1": int(logits.argmax()), "probability": float(logits.softmax(1)[0, cls])}

@@ -50,6 +50,6 @@ def hed_vgg16(hed_vgg16_path):
 
 @pytest.fixture(scope="session")
 def photo():
-    from inverter.images import demo_image
+    from inverter.io.images import demo_image
 
     return demo_image()

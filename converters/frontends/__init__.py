@@ -1,0 +1,115 @@
+"""`to_onnx`: one entry point that sends a model from any framework to its front-end.
+
+    nn.Module                      -> converters.frontends.pytorch.export_module
+    TorchScript file (.pt)         -> converters.frontends.pytorch.torchscript_to_onnx
+    state_dict file + architecture -> converters.frontends.pytorch.state_dict_to_onnx
+    .prototxt + .caffemodel        -> converters.frontends.caffe.convert.caffe_to_onnx
+    keras.Model, .keras, .h5, SavedModel folder, frozen .pb, .tflite
+                                   -> converters.frontends.tensorflow.tensorflow_to_onnx (extra [tensorflow])
+    .onnx                          -> checked, copied
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from torch import nn
+
+from converters.errors import ConversionError
+from converters.input_spec import InputSpec
+
+TENSORFLOW_SUFFIXES = (".keras", ".h5", ".hdf5", ".pb", ".tflite")
+TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".bin")
+
+
+def detect_framework(source) -> str:
+    """'pytorch' | 'torchscript' | 'state_dict' | 'caffe' | 'tensorflow' | 'onnx'."""
+    if isinstance(source, nn.Module):
+        return "pytorch"
+    if not isinstance(source, (str, Path)):
+        if type(source).__module__.startswith(("keras", "tensorflow", "tf_keras")):
+            return "tensorflow"
+        raise ConversionError(f"cannot convert a {type(source).__name__}: give an nn.Module, a keras.Model or a file")
+    path = Path(source)
+    if not path.exists():
+        raise ConversionError(f"model not found: {path}")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return "tensorflow"
+        raise ConversionError(f"{path} is a folder without saved_model.pb; give a model file or a SavedModel folder")
+    if suffix in (".prototxt", ".caffemodel"):
+        return "caffe"
+    if suffix in TENSORFLOW_SUFFIXES:
+        return "tensorflow"
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in TORCH_SUFFIXES:
+        from converters.frontends.pytorch import is_torchscript
+
+        return "torchscript" if is_torchscript(path) else "state_dict"
+    raise ConversionError(f"unknown model format {suffix or '(no suffix)'} for {path}; give .onnx, .prototxt + "
+                          ".caffemodel, .keras/.h5/.pb/.tflite/SavedModel, or .pt/.pth")
+
+
+def _caffe_pair(source: Path, weights: str | Path | None) -> tuple[Path, Path]:
+    other = Path(weights) if weights else None
+    if source.suffix.lower() == ".prototxt":
+        prototxt, caffemodel = source, other
+    else:
+        prototxt, caffemodel = other, source
+    if prototxt is None or caffemodel is None:
+        raise ConversionError("a Caffe model needs both files: MODEL.prototxt --weights MODEL.caffemodel")
+    return prototxt, caffemodel
+
+
+def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
+            architecture: nn.Module | None = None, size: tuple[int, int] | None = None,
+            input_spec: InputSpec | None = None, inputs: list[str] | None = None,
+            outputs: list[str] | None = None) -> Path:
+    """Export `source` to ONNX at `out_path` (opset 17) and return the path.
+
+    weights: the .caffemodel for a .prototxt (or the other way round).
+    architecture: the nn.Module a state_dict file is loaded into.
+    size: input size (H, W) for exporters that trace (PyTorch); default 224.
+    inputs/outputs: tensor names for frozen TensorFlow graphs.
+    """
+    framework = detect_framework(source)
+    out_path = Path(out_path)
+    hw = tuple(size) if size else (224, 224)
+    if framework == "pytorch":
+        from converters.frontends.pytorch import export_module
+
+        return export_module(source, out_path, size=hw, input_spec=input_spec)
+    if framework == "torchscript":
+        from converters.frontends.pytorch import torchscript_to_onnx
+
+        return torchscript_to_onnx(source, out_path, size=hw, input_spec=input_spec)
+    if framework == "state_dict":
+        if architecture is None:
+            raise ConversionError(f"{source} is a state_dict: name its architecture (--arch, e.g. vgg16_bn)")
+        from converters.frontends.pytorch import state_dict_to_onnx
+
+        return state_dict_to_onnx(source, architecture, out_path, size=hw, input_spec=input_spec)
+    if framework == "caffe":
+        from converters.frontends.caffe.convert import caffe_to_onnx
+
+        prototxt, caffemodel = _caffe_pair(Path(source), weights)
+        if size:
+            from converters.frontends.caffe.convert import CAFFE_SPEC
+
+            input_spec = (input_spec or CAFFE_SPEC).with_size(*size)
+        return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec)
+    if framework == "tensorflow":
+        try:
+            from converters.frontends.tensorflow import tensorflow_to_onnx
+        except ImportError as exc:
+            raise ConversionError(f"TensorFlow models need the extra: pip install 'invert-onnx[tensorflow]' ({exc})") from None
+        return tensorflow_to_onnx(source, out_path, input_spec=input_spec, inputs=inputs, outputs=outputs)
+    from converters.network.network import read_onnx
+
+    read_onnx(source)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if Path(source).resolve() != out_path.resolve():
+        shutil.copyfile(source, out_path)
+    return out_path

@@ -1,0 +1,245 @@
+"""ONNX -> `Network`: a differentiable torch graph (onnx2torch) whose every node is addressable.
+
+The module is in eval mode with frozen parameters: gradients reach the input image, never
+the weights, and BatchNorm running statistics never move. `network(x, outputs=[...])`
+runs a copy of the fx graph cut at the requested nodes, so nothing else is computed.
+
+Speed options (off by default; `benchmarks.speed` measures them): `channels_last` keeps
+4-D weights and the NCHW input in channels-last memory (oneDNN's native layout on CPU);
+`fold_batchnorm` folds an inference BatchNorm into the Conv before it inside a cut, where
+nothing asks for the Conv's own output; `inplace_relu` runs a ReLU in place inside a cut
+where its input feeds nothing else and that input's producer does not need its own output
+for the backward pass. Addressable nodes, shapes and values stay the same (folding changes
+results by float rounding only, ~1e-7 relative).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import operator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import fx, nn
+
+from converters.errors import ModelError, first_line
+from converters.network.names import NameTable, NodeInfo, assign_aliases
+from converters.input_spec import InputSpec, guess_layout, recorded_spec
+from converters.network.onnx_io import prepare, read_onnx
+from converters.network.parity import ParityReport, check_parity
+from converters.network.rewrites import fold_batchnorm, inplace_relu
+
+log = logging.getLogger(__name__)
+
+class Network(nn.Module):
+    """A frozen, eval-mode torch graph of an ONNX model with a table of addressable nodes."""
+
+    def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
+                 size: tuple[int, int] | None = None, path: str | Path | None = None,
+                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False):
+        super().__init__()
+        self.fold_batchnorm = fold_batchnorm
+        self.inplace_relu = inplace_relu
+        import onnx2torch
+        from onnx2torch.onnx_graph import OnnxGraph
+
+        model = prepare(model)  # a copy: the caller's proto is never edited
+        self.path = Path(path) if path else None
+        self.onnx_model = model
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        if len(inputs) != 1:
+            raise ModelError(f"the model has {len(inputs)} graph inputs ({', '.join(i.name for i in inputs)}); "
+                             "invert-onnx needs exactly one image input")
+        self.input_name = inputs[0].name
+        self.input_spec = self._input_spec(model, inputs[0], input_spec, size)
+        try:
+            gm = onnx2torch.convert(model)
+        except Exception as exc:
+            raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+        gm.eval()  # onnx2torch returns training mode: BN would update its statistics
+        for p in gm.parameters():
+            p.requires_grad_(False)
+        self.graph_module = gm
+
+        unique = list(OnnxGraph(model.graph).nodes)  # onnx2torch's module names, in graph order
+        self.nodes: list[NodeInfo] = [
+            NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
+                     outputs=list(n.output), module_name=unique[i])
+            for i, n in enumerate(model.graph.node)
+        ]
+        self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
+        self._producer = {t: (node, k) for node in self.nodes for k, t in enumerate(node.outputs)}
+        self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
+        self._record_shapes()
+        assign_aliases(self.nodes, initializers)
+        from converters.network.receptive_field import assign_receptive_fields
+        assign_receptive_fields(self.nodes, model)
+        self.names = NameTable(self.nodes)
+        self.output_names = [o.name for o in model.graph.output]
+        self.channels_last = False
+        if channels_last:
+            self.set_channels_last(True)
+        self._identity_checked: InputSpec | None = None  # features() skips adapt when it is the identity
+        self._identity = False
+
+    def set_channels_last(self, enabled: bool = True) -> "Network":
+        """Keep 4-D weights, and run NCHW inputs, in channels-last memory (or back to contiguous)."""
+        self.channels_last = bool(enabled)
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        self.graph_module.to(memory_format=fmt)
+        self._cuts.clear()
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # a cut holding folded copies must be rebuilt when .to() changes device, dtype or layout
+        # (the engine calls .to(device, dtype) on every run: a no-op must not drop the cuts)
+        before = self._layout()
+        out = super()._apply(fn, *args, **kwargs)
+        if self._layout() != before:
+            self._cuts.clear()
+        return out
+
+    def _layout(self) -> list[tuple]:
+        return [(t.dtype, t.device, t.stride()) for t in itertools.chain(self.graph_module.parameters(),
+                                                                           self.graph_module.buffers())]
+
+    # -- input spec
+    @staticmethod
+    def _input_spec(model, value_info, given: InputSpec | None, size) -> InputSpec:
+        spec = given or recorded_spec(model)
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in value_info.type.tensor_type.shape.dim]
+        if len(dims) != 4:
+            raise ModelError(f"input {value_info.name!r} has rank {len(dims)}; invert-onnx needs an image "
+                             "input of rank 4 (NCHW or NHWC)")
+        if spec is None:
+            layout = guess_layout(dims)
+            spec = InputSpec(layout=layout, source="default (ImageNet mean/std, RGB, [0, 1])")
+        h, w = (dims[2], dims[3]) if spec.layout == "NCHW" else (dims[1], dims[2])
+        channels = dims[1] if spec.layout == "NCHW" else dims[3]
+        if channels not in (None, 3):
+            raise ModelError(f"input {value_info.name!r} has {channels} channels; invert-onnx inverts RGB images")
+        if h and w:
+            if size and tuple(size) != (h, w):
+                raise ModelError(f"the model's input size is fixed at {h}x{w}; drop --size or pass --size {h},{w}")
+            return spec.with_size(h, w)
+        if size:
+            return spec.with_size(*size)
+        if spec.size:
+            return spec
+        raise ModelError("the model's input size is dynamic: give one with --size H[,W] (for example --size 224)")
+
+    # -- node table
+    def _record_shapes(self) -> None:
+        shapes: dict[str, tuple[int, ...]] = {}
+
+        class Recorder(fx.Interpreter):
+            def run_node(self, n):
+                out = super().run_node(n)
+                if n.op == "call_module":
+                    first = out[0] if isinstance(out, (tuple, list)) else out
+                    if isinstance(first, torch.Tensor):
+                        shapes[n.target] = tuple(first.shape)
+                return out
+
+        h, w = self.input_spec.size
+        try:
+            with torch.no_grad():
+                Recorder(self.graph_module).run(self.example_input())
+        except Exception as exc:  # a graph that converts but cannot run at this size
+            raise ModelError(f"the model does not run on a {h}x{w} image ({type(exc).__name__}: {first_line(exc)}); "
+                             "check --size and that the file is intact") from None
+        for node in self.nodes:
+            node.shape = shapes.get(node.module_name)
+
+    def example_input(self, batch: int = 1, seed: int | None = None) -> torch.Tensor:
+        shape = self.input_spec.tensor_shape(batch)
+        if seed is None:
+            return torch.zeros(shape)
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(shape, generator=g)
+
+    def resolve(self, name: str) -> NodeInfo:
+        return self.names.resolve(name)
+
+    # -- running
+    def _tensor_of(self, name: str) -> str:
+        """A user name -> the ONNX tensor it means (a node name means its first output)."""
+        if name in self._producer:
+            return name
+        return self.resolve(name).outputs[0]
+
+    def cut(self, tensors: tuple[str, ...]) -> fx.GraphModule:
+        """A GraphModule returning exactly these ONNX tensors, computing only what they need."""
+        if tensors not in self._cuts:
+            graph = fx.Graph()
+            val_map: dict[fx.Node, fx.Node] = {}
+            graph.graph_copy(self.graph_module.graph, val_map)
+            outs = []
+            for tensor in tensors:
+                node, k = self._producer[tensor]
+                value = val_map[self._fx_by_module[node.module_name]]
+                if len(node.outputs) > 1:
+                    value = graph.call_function(operator.getitem, (value, k))
+                outs.append(value)
+            graph.output(tuple(outs))
+            cut = fx.GraphModule(self.graph_module, graph)
+            cut.graph.eliminate_dead_code()
+            if self.fold_batchnorm:
+                fold_batchnorm(cut)
+            if self.inplace_relu:
+                inplace_relu(cut)
+            cut.recompile()
+            cut.delete_all_unused_submodules()
+            self._cuts[tensors] = cut
+        return self._cuts[tensors]
+
+    def forward(self, x: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
+        """The tensors at `outputs` (any accepted names; default: the model's outputs)."""
+        tensors = tuple(self._tensor_of(n) for n in (outputs or self.output_names))
+        x = x.to(self.dtype)
+        if self.channels_last and x.dim() == 4 and self.input_spec.layout == "NCHW":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return list(self.cut(tensors)(x))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the weights (float32 unless moved with `.to`)."""
+        tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
+        return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+
+    def features(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
+        """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW)."""
+        spec = self.input_spec
+        if self._identity_checked is not spec:  # input_spec may be replaced: check again
+            self._identity_checked, self._identity = spec, spec.is_identity()
+        return self(v if self._identity else spec.adapt(v), outputs)
+
+    # -- parity against onnxruntime
+    def check_parity(self, x: torch.Tensor | None = None, nodes: list[str] | None = None,
+                     op_types: tuple[str, ...] | None = None) -> ParityReport:
+        """Compare the torch graph with onnxruntime at the given nodes (default: all outputs)."""
+        return check_parity(self, x, nodes, op_types)
+
+    def describe(self) -> dict:
+        return {"path": str(self.path) if self.path else None,
+                "input": {"name": self.input_name, **_spec_dict(self.input_spec)},
+                "nodes": len(self.nodes), "outputs": self.output_names}
+
+
+def _spec_dict(spec: InputSpec) -> dict:
+    return {"layout": spec.layout, "size": list(spec.size), "channel_order": spec.channel_order,
+            "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source}
+
+
+def load(path: str | Path, *, input_spec: InputSpec | None = None,
+         size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
+         inplace_relu: bool = False) -> Network:
+    """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
+
+    channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
+    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
+                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu)

@@ -1,0 +1,47 @@
+"""Receptive field of each node in input pixels, by walking kernels, strides and dilations."""
+from __future__ import annotations
+
+import onnx
+from onnx import numpy_helper
+
+from converters.network.names import NodeInfo
+
+WINDOW_OPS = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool")
+GLOBAL_OPS = ("GlobalAveragePool", "GlobalMaxPool", "Gemm", "MatMul", "Flatten", "Reshape",
+              "ReduceMean", "ReduceMax")
+
+
+def assign_receptive_fields(nodes: list[NodeInfo], model: onnx.ModelProto) -> None:
+    """Set `receptive_field` (pixels along one side; None once the node sees the whole image)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    protos = {n.name: n for n in model.graph.node}
+    rank = {t: len(n.shape) for n in nodes if n.shape for t in n.outputs[:1]}
+    # tensor -> (receptive field, jump between neighbouring outputs), both in input pixels.
+    # Only image-like tensors (rank >= 3) carry a field: shape computations feeding Pad or
+    # Reshape do not.
+    field: dict[str, tuple[float, float]] = {i.name: (1.0, 1.0) for i in model.graph.input}
+    for node in nodes:
+        ins = [field[t] for t in node.inputs if t in field]
+        if not ins or (node.shape is not None and len(node.shape) < 2):
+            node.receptive_field, node.on_data_path = None, False
+            continue
+        rf, jump = max(ins)
+        if rf != float("inf"):
+            proto = protos[node.name]
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
+            if node.op_type in WINDOW_OPS:
+                kernel = attrs.get("kernel_shape")
+                if kernel is None and len(node.inputs) > 1 and node.inputs[1] in inits:
+                    kernel = list(numpy_helper.to_array(inits[node.inputs[1]]).shape[2:])
+                kernel = kernel or [1]
+                dil = (attrs.get("dilations") or [1])[0]
+                stride = (attrs.get("strides") or [1])[0]
+                rf = rf + (dil * (kernel[0] - 1)) * jump
+                jump = jump * stride
+            elif node.op_type in GLOBAL_OPS:
+                rf, jump = float("inf"), float("inf")
+        node.on_data_path = rank.get(node.outputs[0], 4) >= 3 or rf == float("inf")
+        if node.on_data_path:
+            for t in node.outputs:
+                field[t] = (rf, jump)
+        node.receptive_field = None if rf == float("inf") else int(rf)

@@ -1,0 +1,32 @@
+"""Export the layer graph (json, dot, svg, html, md): nodes with aliases, shapes, receptive fields."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from converters.network.graph_export import FORMATS
+from inverter.cli.options import add_common, add_input_spec_options, load_network
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", type=Path)
+    p.add_argument("--format", choices=FORMATS, default="html")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    p.add_argument("--node", action="append", help="node(s) to highlight")
+    p.add_argument("--all", action="store_true", help="also shape computations")
+    add_common(p)
+    add_input_spec_options(p)
+
+
+def run(args) -> int:
+    from converters.network.graph_export import export_graph
+    from inverter.io.images import save_atomic
+
+    network = load_network(args)
+    text = export_graph(network, args.format, highlight=args.node, include_all=args.all)
+    if args.output:
+        save_atomic(args.output, lambda tmp: tmp.write_text(text))
+        print(f"{args.format} graph of {len(network.nodes)} nodes -> {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

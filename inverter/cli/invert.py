@@ -1,0 +1,54 @@
+"""Invert the features at one or more nodes of an ONNX model (the default command).
+
+    invert-onnx MODEL.onnx --node conv3_1 --image face.jpg [--out DIR] [settings]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from inverter.cli.options import (PROG, add_common, add_config_options, add_input_spec_options, add_output,
+                                  config_from, emit, load_network, out_dir, safe_stem, split_weights)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", type=Path, help="an .onnx file")
+    p.add_argument("--node", action="append", required=True,
+                   help="node to invert: ONNX node or tensor name, module path, layer name or conv3_1 style; "
+                        "NAME=WEIGHT weighs it; repeat for several")
+    p.add_argument("--image", type=Path, action="append", required=True,
+                   help="any image Pillow reads; repeat it to invert several images as one batch")
+    add_output(p, "runs/MODEL_NODE")
+    add_common(p)
+    add_config_options(p)
+    add_input_spec_options(p)
+
+
+def run(args) -> int:
+    from inverter.io.images import load_images
+    from inverter.io.reports import write_result
+    from inverter.methods.inversion import invert
+
+    config = config_from(args)
+    nodes, weights = split_weights(args.node)
+    out = out_dir(args, Path("runs") / f"{args.model.stem}_{safe_stem(*nodes)}")
+    network = load_network(args)
+    image = load_images(args.image, network.input_spec.size)  # several images: one batch, seeds seed, seed + 1, ...
+    result = invert(network, image, nodes, config, weights=weights, progress=not args.quiet)
+    files = write_result(result, out)
+    summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
+    lines = []
+    for b in range(result.image.shape[0]):
+        errors = ", ".join(f"{k} {v[b]:.4f}" for k, v in result.feature_error.items())
+        lines.append(f"{args.model.name}: feature error {errors}; PSNR {result.psnr[b]:.2f} dB, "
+                     f"SSIM {result.ssim[b]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
+                     f"({result.stopped}) -> {out}")
+    emit(args, summary, "\n".join(lines))
+    if result.stopped == "diverged":
+        print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
+              f"in {out}: lower --lr", file=sys.stderr)
+        return 1
+    if result.stopped == "interrupted":
+        print(f"{PROG}: interrupted; the best image so far and its metrics are in {out}", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,39 @@
+"""Sweep lambda_alpha, lambda_tv, the learning rate or the layer: one labelled figure plus JSON/CSV; resumable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
+                                  emit, load_network)
+from inverter.studies.sweep import SWEEP_KINDS
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", type=Path)
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--kind", choices=SWEEP_KINDS, required=True)
+    p.add_argument("--node", action="append",
+                   help="nodes (default: first five conv blocks; all layers for --kind layer)")
+    p.add_argument("--values", help="comma-separated values (default: 1e-7..1e-3 for lambdas, 0.01..0.3 for lr)")
+    add_output(p, "runs/sweep_MODEL_KIND")
+    add_common(p)
+    add_config_options(p)
+    add_input_spec_options(p)
+
+
+def run(args) -> int:
+    from converters.errors import UserError
+    from inverter.presets import preset
+    from inverter.studies.sweep import run_sweep
+
+    network = load_network(args)
+    out = Path(args.out or Path("runs") / f"sweep_{args.model.stem}_{args.kind}")
+    if out.is_dir() and any(out.iterdir()) and not (out / "runs").is_dir() and not args.force:
+        raise UserError(f"output folder {out} holds files that are not a sweep; choose another --out or --force")
+    config = config_from(args)
+    label = preset(args.preset)[1] if args.preset else "invert-onnx defaults"
+    values = [float(v) for v in args.values.split(",")] if args.values else None
+    summary = run_sweep(network, args.image, args.kind, out, config, nodes=args.node, values=values,
+                        preset_label=label, progress=not args.quiet)
+    emit(args, summary, f"{args.kind} sweep: {len(summary['runs'])} runs -> {summary['figure']}")
+    return 0

@@ -1,0 +1,189 @@
+"""What a run leaves behind: reconstruction PNGs, labelled comparison grids, loss plots, metrics JSON.
+
+Every file is written atomically (temporary file, then rename); an output folder that
+already holds files is only reused with force=True.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from converters.errors import UserError  # noqa: E402
+from inverter.io.images import save_atomic, save_png, to_pil  # noqa: E402
+
+
+def prepare_out_dir(path: str | Path, force: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a folder; choose another --out")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise UserError(f"output folder {path} already holds files; pass --force to overwrite or choose another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    text = json.dumps(data, indent=2, default=_jsonable)
+    return save_atomic(Path(path), lambda tmp: tmp.write_text(text + "\n"))
+
+
+def _jsonable(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def save_figure(fig, path: Path) -> Path:
+    def write(tmp: Path) -> None:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+
+    try:
+        return save_atomic(path, write)
+    finally:
+        plt.close(fig)
+
+
+def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title: str | None = None,
+         rows: list[str] | None = None, columns: int | None = None) -> Path:
+    """A labelled grid: one column per image, or rows x columns when `rows` names the rows,
+    or wrapped after `columns` images."""
+    if rows:
+        n_rows, n_cols = len(rows), math.ceil(len(images) / len(rows))
+    else:
+        n_cols = min(columns or len(images), len(images))
+        n_rows = math.ceil(len(images) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.9 * n_rows + (0.4 if title else 0)),
+                             squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(to_pil(images[k]))
+            ax.set_title(labels[k], fontsize=8)
+    if rows:
+        for r, name in enumerate(rows):
+            axes[r, 0].text(-0.05, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
+                            ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def loss_plot(history: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
+    """Each loss term (first batch element) against the iteration, log scale."""
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, values in history.items():
+        series = np.asarray(values)[:, 0] if np.ndim(values) == 2 else np.asarray(values)
+        if len(series) and np.all(np.isfinite(series)) and np.any(series > 0):
+            ax.plot(np.arange(1, len(series) + 1), np.abs(series), label=name, lw=1.4 if name == "total" else 1)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss term (weighted)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def write_result(result, out_dir: Path) -> dict[str, Path]:
+    """reconstruction.png, comparison.png (original | reconstruction), loss.png, metrics.json."""
+    out_dir = Path(out_dir)
+    files: dict[str, Path] = {}
+    label = ", ".join(result.nodes)
+    batch = result.image.shape[0]
+    for b in range(batch):
+        suffix = "" if batch == 1 else f"_{b}"
+        files[f"reconstruction{suffix}"] = save_png(result.image[b], out_dir / f"reconstruction{suffix}.png")
+    originals = [result.original[min(b, result.original.shape[0] - 1)] for b in range(batch)]
+    labels = []
+    images = []
+    for b in range(batch):
+        err = ", ".join(f"{v[b]:.3g}" for v in result.feature_error.values())
+        images += [originals[b], result.image[b]]
+        labels += ["original", f"from {label}\nfeature error {err}\nPSNR {result.psnr[b]:.1f} dB, SSIM {result.ssim[b]:.2f}"]
+    model = Path(result.model).name if result.model else "model"
+    files["comparison"] = grid(images, labels, out_dir / "comparison.png",
+                               title=f"{model}: what {label} keeps ({result.config.optimizer}, "
+                                     f"{result.iterations} it)")
+    files["loss"] = loss_plot(result.history, out_dir / "loss.png", title=f"{model} {label}")
+    files["metrics"] = write_json(result.summary(), out_dir / "metrics.json")
+    return files
+
+
+# --- one writer per result type: the CLI and scripts/figures.py call these -----------------
+def write_visualization(pixels: torch.Tensor, run, what: str, out_dir: Path, title: str, config) -> dict:
+    """visualization.png (one panel per batch element), loss.png, metrics.json."""
+    out_dir = Path(out_dir)
+    figure = grid(list(pixels), [f"{what}\nseed {config.seed + b}" for b in range(len(pixels))],
+                  out_dir / "visualization.png", title=title)
+    loss_plot(run.history, out_dir / "loss.png", title=what)
+    summary = {"what": what, **run.summary(), "config": config.to_dict(), "figure": str(figure)}
+    write_json(summary, out_dir / "metrics.json")
+    return summary
+
+
+def saliency_figure(rgb01: torch.Tensor, maps: torch.Tensor, index: int, path: Path, title: str | None = None) -> Path:
+    """image | saliency map (hot colour map, clipped at the 99.5th percentile)."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
+    axes[0].imshow(to_pil(rgb01))
+    axes[0].set_title("image", fontsize=9)
+    shown = maps[0].detach().cpu().numpy()
+    axes[1].imshow(shown, cmap="hot", vmin=0, vmax=float(np.percentile(shown, 99.5)) or None)
+    axes[1].set_title(f"saliency of class {index}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def write_saliency(rgb01: torch.Tensor, maps: torch.Tensor, index: int, out_dir: Path) -> dict:
+    """saliency.png, metrics.json."""
+    figure = saliency_figure(rgb01, maps, index, Path(out_dir) / "saliency.png")
+    summary = {"class": index, "max": float(maps.max()), "figure": str(figure)}
+    write_json(summary, Path(out_dir) / "metrics.json")
+    return summary
+
+
+def fooling_figure(result, path: Path, title: str) -> Path:
+    """original | fooled | magnified difference."""
+    gain = 0.5 / max(result.max_pixel_change, 1e-8)
+    return grid([result.original[0], result.image[0], result.magnified_difference()[0]],
+                [f"original: class {result.before}", f"fooled: class {result.after}", f"difference x{gain:.0f}"],
+                path, title=title)
+
+
+def write_fooling(result, out_dir: Path, title: str) -> dict:
+    """fooled.png, comparison.png, metrics.json."""
+    out_dir = Path(out_dir)
+    save_png(result.image, out_dir / "fooled.png")
+    fooling_figure(result, out_dir / "comparison.png", title)
+    summary = result.summary()
+    write_json(summary, out_dir / "metrics.json")
+    return summary
+
+
+def write_style(content: torch.Tensor, style: torch.Tensor, pixels: torch.Tensor, run, out_dir: Path,
+                title: str, config) -> dict:
+    """styled.png, comparison.png (content | style | result), loss.png, metrics.json."""
+    out_dir = Path(out_dir)
+    save_png(pixels, out_dir / "styled.png")
+    grid([content[0], style[0], pixels[0]], ["content", "style", "result"], out_dir / "comparison.png", title=title)
+    loss_plot(run.history, out_dir / "loss.png", title="style transfer")
+    summary = {**run.summary(), "config": config.to_dict()}
+    write_json(summary, out_dir / "metrics.json")
+    return summary

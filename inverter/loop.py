@@ -1,0 +1,135 @@
+"""The one optimisation loop for every gradient-on-the-input method.
+
+`optimize` runs any `Objective` on a batch of images in the engine's space (ImageNet-
+standardised RGB NCHW); each batch element has its own seed for init and jitter and its
+own loss, so a batch of B runs equals B single runs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from converters.network.network import Network
+from converters.input_spec import standardise
+from inverter.config import ConfigError, InversionConfig
+from inverter.objectives import Objective
+from inverter.param import ImageParam
+from inverter.transforms import compose, jitter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Run:
+    """What `optimize` returns: the final (or best, when stopped early) images and the loss terms."""
+
+    images: torch.Tensor  # (B, 3, H, W), engine space
+    history: dict[str, np.ndarray]  # term -> (iterations, B)
+    iterations: int
+    stopped: str  # "done" | "diverged" | "interrupted" | "target reached"
+    seconds: float
+
+    def summary(self) -> dict:
+        """Iterations, time, why it stopped, and each loss term at the first and last iteration."""
+        return {"iterations": self.iterations, "seconds": self.seconds, "stopped": self.stopped,
+                "first_loss": {k: v[0].tolist() for k, v in self.history.items() if len(v)},
+                "final_loss": {k: v[-1].tolist() for k, v in self.history.items() if len(v)}}
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def initial_images(shape: tuple[int, int, int], seeds: list[int], config: InversionConfig,
+                   original: torch.Tensor | None = None) -> torch.Tensor:
+    """Start images in engine space, one per seed (noise is drawn per seed, on the CPU)."""
+    if config.init == "image":
+        if original is None:
+            raise ConfigError("init=image needs an image")
+        return standardise(original).expand(len(seeds), *shape).clone()
+    if config.init == "zeros":
+        return torch.zeros(len(seeds), *shape)
+    return torch.stack([torch.randn(shape, generator=_generator(s)) * config.init_scale for s in seeds])
+
+
+def optimize(network: Network, objective: Objective, config: InversionConfig, init: torch.Tensor,
+             seeds: list[int] | None = None, progress: bool = True, stop=None, transform=None,
+             parameterization: str = "pixel", decorrelate: bool = False, bounded: bool = False,
+             lrs: list[float] | None = None) -> Run:
+    """Minimise `objective` over a batch of images; gradients reach the images only.
+
+    init: (B, 3, H, W) start images in engine space. seeds: one per element (jitter and
+    transform draws). lrs: one learning rate per element (default config.lr).
+    stop(images, feats) -> bool per element: stop once all are True.
+    transform(x, generators) -> x: robustness transforms, after the built-in jitter.
+    """
+    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
+    network.to(device, dtype)
+    batch = init.shape[0]
+    seeds = seeds or [config.seed + b for b in range(batch)]
+    gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams
+    param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate, bounded)
+    groups = [{"params": [leaf], "lr": lr} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(groups)
+    else:
+        opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    sched = torch.optim.lr_scheduler.StepLR(opt, config.decay_every, config.decay_factor) if config.decay_every else None
+    augment = compose(jitter(config.jitter), transform)
+    nodes = objective.nodes
+    history: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        best = param.image().detach().clone()
+    best_loss = torch.full((batch,), float("inf"), device=device, dtype=dtype)
+    stopped, it = "done", 0
+    start = time.perf_counter()
+    bar = tqdm(total=config.iterations, disable=not progress, desc="optimising", unit="it", leave=False)
+    try:
+        for it in range(1, config.iterations + 1):
+            opt.zero_grad(set_to_none=True)
+            v = param.image()
+            x = augment(v, gens)
+            feats = dict(zip(nodes, network.features(x, nodes))) if nodes else {}
+            terms = objective.evaluate(v, feats)
+            total = sum(terms.values())
+            if not torch.isfinite(total).all():
+                stopped = "diverged"
+                log.warning("loss became %s at iteration %d; keeping the last finite image",
+                            float(total.detach().sum()), it)
+                it -= 1
+                break
+            with torch.no_grad():
+                better = total.detach() < best_loss
+                best_loss = torch.where(better, total.detach(), best_loss)
+                best = torch.where(better.view(-1, 1, 1, 1), v.detach(), best)
+            for name, value in {**terms, "total": total}.items():
+                history.setdefault(name, []).append(value.detach())
+            if stop is not None and bool(stop(v, feats).all()):
+                stopped = "target reached"
+                best = v.detach().clone()
+                break
+            total.sum().backward()
+            opt.step()
+            if sched:
+                sched.step()
+            bar.update(1)
+            if progress and it % 10 == 0:
+                bar.set_postfix(loss=f"{float(total.detach().mean()):.4g}")
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        log.warning("interrupted at iteration %d; keeping the best image so far", it)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    if stopped == "done":
+        with torch.no_grad():
+            final = param.image().detach()
+    else:
+        final = best
+    hist = {k: torch.stack(vals).float().cpu().numpy() for k, vals in history.items()}
+    return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds)

@@ -1,0 +1,64 @@
+"""The same layer of several models, one image, one config: what does each keep?
+
+One labelled grid (original | one column per model) and a table (Markdown + JSON) of
+feature error, PSNR/SSIM, time and parity with onnxruntime per model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from converters.network.network import Network
+from inverter.config import InversionConfig
+from inverter.methods.inversion import Result, invert
+from inverter.io.images import load_image, save_atomic, save_png
+from inverter.io.reports import grid, write_json
+
+
+def compare(models: dict[str, Network], image: str | Path, nodes: list[str], config: InversionConfig,
+            progress: bool = True) -> dict[str, Result]:
+    """Run the same inversion on each model (the image is resized once per model's input size)."""
+    results = {}
+    for label, network in models.items():
+        rgb = load_image(image, network.input_spec.size)
+        results[label] = invert(network, rgb, nodes, config, progress=progress)
+    return results
+
+
+def comparison_table(models: dict[str, Network], results: dict[str, Result]) -> list[dict]:
+    rows = []
+    for label, result in results.items():
+        network = models[label]
+        parity = network.check_parity(nodes=result.resolved)
+        rows.append({"model": label, "resolved": result.resolved,
+                     "feature_error": {k: v[0] for k, v in result.feature_error.items()},
+                     "psnr_db": result.psnr[0], "ssim": result.ssim[0], "seconds": result.seconds,
+                     "parity_vs_onnxruntime": parity.max_error})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| model | node | feature error | PSNR (dB) | SSIM | time (s) | parity vs onnxruntime |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        err = ", ".join(f"{v:.4f}" for v in r["feature_error"].values())
+        lines.append(f"| {r['model']} | `{', '.join(r['resolved'])}` | {err} | {r['psnr_db']:.2f} | "
+                     f"{r['ssim']:.3f} | {r['seconds']:.1f} | {r['parity_vs_onnxruntime']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(models: dict[str, Network], results: dict[str, Result], out_dir: Path,
+                     title: str) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    rows = comparison_table(models, results)
+    first = next(iter(results.values()))
+    images = [first.original[0]] + [r.image[0] for r in results.values()]
+    labels = ["original"] + [f"{k}\nerr {next(iter(r.feature_error.values()))[0]:.3f}, PSNR {r.psnr[0]:.1f} dB"
+                             for k, r in results.items()]
+    files = {"grid": grid(images, labels, out_dir / "compare.png", title=title)}
+    for label, result in results.items():
+        files[f"reconstruction:{label}"] = save_png(result.image, out_dir / f"{Path(label).stem}.png")
+    text = markdown_table(rows)
+    files["markdown"] = save_atomic(out_dir / "compare.md", lambda tmp: tmp.write_text(f"# {title}\n\n{text}"))
+    files["json"] = write_json({"title": title, "config": first.config.to_dict(), "rows": rows},
+                               out_dir / "compare.json")
+    return files

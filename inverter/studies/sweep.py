@@ -1,0 +1,140 @@
+"""The seeds' studies: lambda and learning-rate sweeps, layer sweeps, as labelled figures + JSON/CSV.
+
+Settings sweeps run as one batch (the batch dimension, per-element lr and lambdas); layer
+sweeps run node after node with one progress bar across runs. Every run's numbers are saved
+as it finishes (runs/<key>.json), so a sweep started again in the same folder resumes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from converters.network.network import Network
+from inverter.config import ConfigError, InversionConfig
+from inverter.methods.inversion import invert
+from inverter.io.images import load_image, save_png
+from inverter.io.reports import grid, save_figure, write_json
+
+log = logging.getLogger(__name__)
+SWEEP_KINDS = ("lambda_alpha", "lambda_tv", "lr", "layer")
+DEFAULT_VALUES = {"lambda_alpha": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3], "lambda_tv": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3],
+                  "lr": [0.01, 0.03, 0.1, 0.3]}
+LAYER_OPS = ("Conv", "Relu", "MaxPool", "AveragePool", "BatchNormalization")
+
+
+def default_nodes(network: Network, kind: str) -> list[str]:
+    """Layer sweep: every conv/relu/pool/bn node; lambda sweeps: the first five conv-block outputs."""
+    data = [n for n in network.nodes if n.on_data_path and n.op_type in LAYER_OPS]
+    if kind == "layer":
+        return [n.name for n in data]
+    relus = [n for n in data if n.op_type == "Relu"] or data
+    return [_short(n) for n in relus[:5]]
+
+
+def _short(node) -> str:
+    """The friendliest name of a node: a canonical alias when there is one."""
+    canonical = [a for a in node.aliases if a.startswith(("conv", "relu", "pool", "fc", "norm")) and "." not in a]
+    return canonical[0] if canonical else node.name
+
+
+def _key(*parts) -> str:
+    return "_".join(str(p).replace("/", "_").strip("_") for p in parts)
+
+
+def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, config: InversionConfig,
+              nodes: list[str] | None = None, values: list[float] | None = None, preset_label: str = "",
+              progress: bool = True, title: str | None = None) -> dict:
+    if kind not in SWEEP_KINDS:
+        raise ConfigError(f"sweep kind must be one of {', '.join(SWEEP_KINDS)}, not {kind!r}")
+    out_dir = Path(out_dir)
+    (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    nodes = nodes or default_nodes(network, kind)
+    for n in nodes:
+        network.resolve(n)  # unknown names fail before any work
+    values = values or DEFAULT_VALUES.get(kind, [])
+    rgb = load_image(image, network.input_spec.size)
+    records: list[dict] = []
+    pictures: dict[str, object] = {}
+    jobs = [(n, None) for n in nodes] if kind == "layer" else [(n, tuple(values)) for n in nodes]
+    bar = tqdm(jobs, desc=f"{kind} sweep", unit="run", disable=not progress)
+    for node, vals in bar:
+        keys = [_key(node)] if vals is None else [_key(node, kind, v) for v in vals]
+        done = [out_dir / "runs" / f"{k}.json" for k in keys]
+        if all(p.is_file() for p in done):  # resume
+            records += [json.loads(p.read_text()) for p in done]
+            continue
+        if vals is None:
+            result = invert(network, rgb, node, config, progress=False)
+            settings = [{}]
+        else:
+            configs = [config.replace(**{kind: v}) for v in vals]
+            result = invert(network, rgb, node, configs=configs, progress=False)
+            settings = [{kind: v} for v in vals]
+        for b, (key, extra) in enumerate(zip(keys, settings)):
+            record = {"node": node, **extra, "feature_error": result.feature_error[node][b],
+                      "psnr_db": result.psnr[b], "ssim": result.ssim[b],
+                      "seconds_per_run": result.seconds / len(keys),
+                      "loss_curve": result.history[f"feature:{node}"][:, b].tolist()}
+            save_png(result.image[b], out_dir / "runs" / f"{key}.png")
+            write_json(record, out_dir / "runs" / f"{key}.json")
+            records.append(record)
+    for rec in records:
+        key = _key(rec["node"]) if kind == "layer" else _key(rec["node"], kind, rec[kind])
+        pictures[key] = out_dir / "runs" / f"{key}.png"
+    return _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset_label, title)
+
+
+def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset_label, title=None) -> dict:
+    import torch
+    from PIL import Image
+
+    def picture(key):
+        return torch.from_numpy(np.asarray(Image.open(pictures[key]).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+
+    label = f"{preset_label or 'settings'}; {config.optimizer}, {config.iterations} it"
+    if kind == "layer":
+        images = [rgb[0]] + [picture(_key(r["node"])) for r in records]
+        labels = ["original"] + [f"{r['node'][-28:]}\nerr {r['feature_error']:.3f}, {r['psnr_db']:.1f} dB" for r in records]
+        figure = grid(images, labels, out_dir / "sweep.png", title=title or f"Layer sweep ({label})", columns=8)
+    else:
+        images, labels = [], []
+        for node in nodes:
+            for v in values:
+                rec = next(r for r in records if r["node"] == node and r[kind] == v)
+                images.append(picture(_key(node, kind, v)))
+                labels.append(f"{kind} {v:g}\nerr {rec['feature_error']:.3f}, {rec['psnr_db']:.1f} dB")
+        figure = grid(images, labels, out_dir / "sweep.png", rows=nodes, title=title or f"{kind} sweep ({label})")
+    if kind == "lr":
+        _lr_curves(records, out_dir / "loss_curves.png", label)
+    rows = [{k: v for k, v in r.items() if k != "loss_curve"} for r in records]
+    with open(out_dir / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"kind": kind, "preset": preset_label, "config": config.to_dict(), "nodes": nodes,
+               "values": values, "runs": rows, "figure": str(figure)}
+    write_json(summary, out_dir / "sweep.json")
+    return summary
+
+
+def _lr_curves(records, path: Path, label: str) -> None:
+    import matplotlib.pyplot as plt
+
+    nodes = list(dict.fromkeys(r["node"] for r in records))
+    fig, axes = plt.subplots(1, len(nodes), figsize=(3.4 * len(nodes), 3), squeeze=False)
+    for ax, node in zip(axes[0], nodes):
+        for r in (r for r in records if r["node"] == node):
+            ax.plot(r["loss_curve"], label=f"lr {r['lr']:g}")
+        ax.set_yscale("log")
+        ax.set_title(node, fontsize=8)
+        ax.set_xlabel("iteration")
+    axes[0][0].set_ylabel("normalised feature error")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Learning-rate sweep ({label})", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
