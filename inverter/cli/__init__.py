@@ -1,4 +1,2 @@
-"""The `invert-onnx` command line: one subcommand per method, each parse -> method -> writer -> one line."""
-from inverter.cli.main import main
-
-__all__ = ["main"]
+"""The `invert-onnx` command line (inverter.cli.main): one module per subcommand, each
+parse -> method -> writer -> one line."""

@@ -20,9 +20,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    rows = {}
+    load_network(args).resolve(args.node)  # an unknown node fails before any timing
     from inverter.step_timer import time_step
 
-    rows = {}
     for label, speedups in (("plain", False), ("speed options", True)):
         args.no_speedups = not speedups
         network = load_network(args)

@@ -42,7 +42,11 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
     node = node or network.output_names[0]
 
     def reached(image, feats):
-        return feats[node].flatten(1).argmax(1) == target
+        """The target wins on the image as it will be saved: clipped and rounded to 8 bits."""
+        with torch.no_grad():
+            saved = (destandardise(image).clamp(0, 1) * 255).round() / 255
+            (logits,) = network.features(standardise(saved), [node])
+        return logits.flatten(1).argmax(1) == target
 
     def top1(pixels: torch.Tensor) -> int:
         with torch.no_grad():

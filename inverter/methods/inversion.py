@@ -41,20 +41,20 @@ class Result:
     extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        one = self.image.shape[0] == 1
-        pick = (lambda v: v[0]) if one else (lambda v: v)
+        """One schema whatever the batch size: per-image values are lists, one entry per image."""
         return {
             "model": self.model,
             "nodes": self.nodes,
             "resolved_nodes": self.resolved,
-            "feature_error": {k: pick(v) for k, v in self.feature_error.items()},
-            "psnr_db": pick(self.psnr),
-            "ssim": pick(self.ssim),
+            "batch": int(self.image.shape[0]),
+            "feature_error": self.feature_error,
+            "psnr_db": self.psnr,
+            "ssim": self.ssim,
             "seconds": round(self.seconds, 3),
             "seconds_per_iteration": round(self.seconds / max(self.iterations, 1), 4),
             "iterations": self.iterations,
             "stopped": self.stopped,
-            "final_loss": {k: pick(v[-1].tolist()) for k, v in self.history.items() if len(v)},
+            "final_loss": {k: v[-1].tolist() for k, v in self.history.items() if len(v)},
             "config": self.config.to_dict(),
             **self.extra,
         }

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from converters import UserError, load
+from converters.input_spec import standardise
+from inverter.io.metrics import ssim
 from inverter import InversionConfig
 from inverter.studies.compare import compare, comparison_table, write_comparison
 from converters.network.graph_export import export_graph, graph_data
@@ -66,19 +68,53 @@ def test_same_layer_same_name_in_every_framework(three):
         node = net.resolve("conv3_1")
         assert node.op_type == "Relu", framework
         assert node.shape[1:] in ((256, 16, 16), (16, 16, 256)), framework
-        assert net.resolve("conv3_1.bn") is not None
+        assert net.resolve("conv3_1.bn").op_type == "BatchNormalization", framework
+        assert net.resolve("conv3_1.conv").op_type == "Conv", framework
         assert net.resolve("pool3").op_type == "MaxPool", framework
 
 
+CANONICAL = re.compile(r"^(conv|relu|pool|fc)\d+(_\d+)?(\.(conv|bn|relu))?$")
+
+
+def _nchw(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A Keras (NHWC) feature map in the NCHW order of `like`."""
+    return t.permute(0, 3, 1, 2) if t.shape != like.shape and t.dim() == 4 else t
+
+
+def test_same_tensor_at_every_canonical_node(three, photo):
+    """One set of weights, three front-ends: every canonical node computes the same tensor
+    (float32, <= 1e-5 relative to the tensor's largest value) on a real photo."""
+    from inverter.io.images import load_image
+
+    v = standardise(load_image(photo, (64, 64)))
+    names = sorted({a for n in three["pytorch"].nodes for a in n.aliases if CANONICAL.match(a)})
+    assert {"conv1_1", "conv3_1", "conv5_3", "pool5", "conv3_1.bn"} <= set(names)
+    with torch.no_grad():
+        ref = dict(zip(names, three["pytorch"].features(v, names)))
+        for framework, net in three.items():
+            got = dict(zip(names, net.features(v, names)))
+            for name in names:
+                a = _nchw(got[name], ref[name])
+                error = float((a - ref[name]).abs().max() / ref[name].abs().max())
+                assert error <= 1e-5, (framework, name, error)
+
+
 def test_reconstructions_agree_across_frameworks(three, photo, tmp_path):
-    # float64: the three exports differ by float32 rounding of folded weights (~1e-7); Adam on
-    # a non-convex objective magnifies that along a run, in float32 to ~1e-2 after 200 it.
-    cfg = InversionConfig(iterations=60, seed=7, dtype="float64")
+    """What a user sees after the default run agrees across the exports, on any CPU and thread count.
+
+    Trajectories cannot be compared pixel for pixel: Adam's first steps are g/(|g|+eps), close to
+    sign(g), so the exports' ~1e-7 float32 differences flip whole lr-sized steps of near-zero
+    gradient components. Measured (64 px, default settings, seeds 7 and 8, OMP_NUM_THREADS 1 and 2):
+    feature errors within 12% of each other, SSIM to the photo within 0.004, SSIM between
+    reconstructions >= 0.98 at conv2_1 and >= 0.86 at conv3_1. The bounds leave ~3x margin."""
+    cfg = InversionConfig(seed=7)  # the default run: Adam, 200 iterations, float32
     results = compare(three, photo, ["conv3_1"], cfg, progress=False)
-    ref = results["pytorch"].image
+    ref = results["pytorch"]
     for framework, result in results.items():
-        diff = float((result.image - ref).abs().mean())
-        assert diff <= 1e-3, (framework, diff)
+        error, ref_error = result.feature_error["conv3_1"][0], ref.feature_error["conv3_1"][0]
+        assert 1 / 1.4 <= error / ref_error <= 1.4, (framework, error, ref_error)
+        assert abs(result.ssim[0] - ref.ssim[0]) <= 0.03, (framework, result.ssim[0], ref.ssim[0])
+        assert ssim(result.image, ref.image) >= 0.6, framework
     rows = comparison_table(three, results)
     assert all(r["parity_vs_onnxruntime"] < 1e-4 for r in rows)
     files = write_comparison(three, results, tmp_path, title="VGG16-BN conv3_1")

@@ -55,6 +55,23 @@ def test_sgd_step_decay_and_regularisers_logged(vgg16_bn, image64):
     assert np.allclose(total, h["total"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_momentum_and_step_decay_by_hand(vgg16_bn, momentum):
+    """A linear objective has gradient 1 everywhere: the image moves by the hand-computed sum
+    of SGD's momentum-accumulated steps under lr 1, halved every 2 iterations."""
+    from inverter.objectives import Objective
+
+    cfg = InversionConfig(optimizer="sgd", lr=1.0, momentum=momentum, iterations=6, decay_every=2,
+                          decay_factor=0.5, dtype="float64")
+    linear = Objective.term("sum", lambda image, feats: image.flatten(1).sum(1))
+    run = optimize(vgg16_bn, linear, cfg, torch.zeros(1, 3, 8, 8), progress=False)
+    position, velocity = 0.0, 0.0
+    for it in range(6):
+        velocity = momentum * velocity + 1.0 if it else 1.0
+        position -= cfg.lr * cfg.decay_factor ** (it // 2) * velocity
+    assert torch.allclose(run.images, torch.full_like(run.images, position), atol=1e-9), (run.images[0, 0, 0, 0], position)
+
+
 def test_multi_node_weights(vgg16_bn, image64):
     res = invert(vgg16_bn, image64, ["conv1_2", "conv3_1"], InversionConfig(iterations=3),
                  weights={"conv3_1": 0.0}, progress=False)

@@ -1,4 +1,5 @@
 """The gradient-on-the-input family through the one loop: each test compares with an independent value."""
+import numpy as np
 import importlib.util
 
 import pytest
@@ -64,6 +65,24 @@ def test_channel_visualisation_with_robustness(vgg16_bn):
         (f,) = vgg16_bn.features(standardise(pixels), ["conv3_1"])
         (f0,) = vgg16_bn.features(torch.zeros(1, 3, 64, 64), ["conv3_1"])
     assert f[0, 5].mean() > f0[0, 5].mean()
+    _, plain = visualize(vgg16_bn, obj, cfg, progress=False)  # same seed, no scale/rotate
+    assert not np.allclose(plain.history["channel:conv3_1:5"][:, 0], curve)  # the transforms were applied
+
+
+def test_scale_and_rotate_transforms_by_hand():
+    """Zoom x2 about the centre halves a ramp's slope; a rotation keeps the centre pixel and moves the rest."""
+    from inverter.transforms import scale_rotate
+
+    ramp = torch.arange(32, dtype=torch.float64).expand(1, 3, 32, 32).clone()
+    g = [torch.Generator().manual_seed(0)]
+    zoomed = scale_rotate((2.0,), 0.0)(ramp, g)
+    slope = (zoomed[..., 8:24, 9:24] - zoomed[..., 8:24, 8:23]).mean()
+    assert abs(float(slope) - 0.5) < 1e-6
+    assert abs(float(zoomed[0, 0, 16, 15:17].mean()) - float(ramp[0, 0, 16, 15:17].mean())) < 1e-6  # centre stays
+    image = torch.rand(1, 3, 33, 33, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    rotated = scale_rotate((1.0,), 30.0)([image][0], [torch.Generator().manual_seed(2)])
+    assert torch.allclose(rotated[..., 16, 16], image[..., 16, 16], atol=1e-9)
+    assert float((rotated - image).abs().mean()) > 0.05
 
 
 def test_style_loss_falls(vgg16_bn, image64):

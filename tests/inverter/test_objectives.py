@@ -38,4 +38,5 @@ def test_objectives_compose_with_weights():
     assert terms["alpha_norm"].item() == 2 * 2
     assert obj.nodes == ["a"]
     assert (obj - obj).evaluate(image, feats)["tv"].item() == 0
-    assert isinstance(sum([obj, obj], Objective()), Objective)
+    doubled = sum([obj, obj], Objective()).evaluate(image, feats)  # terms with equal names add up
+    assert doubled["tv"].item() == 2 * terms["tv"].item() and doubled["feature:a"].item() == 0.5

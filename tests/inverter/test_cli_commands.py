@@ -1,0 +1,158 @@
+"""Every subcommand run as a user runs it, its output checked against an independent computation."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from converters import load
+from inverter.io.images import load_image
+from models.zoo import export
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "inverter.cli.main", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def resnet_path(model_dir):
+    return export("resnet50", model_dir / "r50_cli.onnx", seed=0, size=64)
+
+
+def _onnxruntime_logits(path, pixels):
+    """The model's logits from onnxruntime, torchvision preprocessing done by hand (independent of InputSpec)."""
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = (pixels.numpy().astype(np.float32) - mean) / std
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def test_help_names_every_command():
+    from inverter.cli.main import COMMANDS
+
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command}" in r.stdout, command
+        sub = run_cli(command, "--help")
+        assert sub.returncode == 0 and f"invert-onnx {command}" in sub.stdout, command
+    assert run_cli().returncode == 2  # nothing to do: the help on stderr, exit 2
+
+
+def test_convert_zoo_model_matches_onnxruntime_and_torch(tmp_path):
+    out = tmp_path / "vgg.onnx"
+    r = run_cli("convert", "--arch", "vgg16_bn_features", "--size", "32", "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["parity_vs_onnxruntime"] < 1e-4 and summary["nodes"] == len(onnx.load(str(out)).graph.node)
+
+
+def test_graph_json_lists_the_onnx_nodes(vgg16_bn_path, tmp_path):
+    out = tmp_path / "g.json"
+    r = run_cli("graph", vgg16_bn_path, "--format", "json", "-o", out, "--node", "conv2_1")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert len(data["nodes"]) == len(onnx.load(str(vgg16_bn_path)).graph.node)
+    assert sum(n["highlight"] for n in data["nodes"]) == 1
+
+
+def test_compare_two_copies_of_one_model_agree(vgg16_bn_path, photo, tmp_path):
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(vgg16_bn_path, copy)
+    out = tmp_path / "cmp"
+    r = run_cli("compare", vgg16_bn_path, copy, "--node", "conv2_1", "--image", photo, "--iterations", 5,
+                "--out", out, "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert len(rows) == 2 and rows[0]["feature_error"] == rows[1]["feature_error"]  # same graph, same seed
+    assert (out / "comparison.png").is_file() or any(out.glob("*.png"))
+
+
+def test_sweep_writes_one_row_per_setting(vgg16_bn_path, photo, tmp_path):
+    out = tmp_path / "sw"
+    r = run_cli("sweep", vgg16_bn_path, "--image", photo, "--kind", "lambda_tv", "--values", "1e-6,1e-2",
+                "--node", "conv1_2", "--iterations", 4, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["lambda_tv"]) for r in rows] == [1e-6, 1e-2]
+    # a strong TV prior leaves a smoother image: its TV is lower (computed here from the PNGs)
+    from PIL import Image
+
+    def tv(path):
+        a = np.asarray(Image.open(path), dtype=np.float64)
+        return np.abs(np.diff(a, axis=0)).sum() + np.abs(np.diff(a, axis=1)).sum()
+
+    pngs = sorted((out / "runs").glob("*.png"), key=lambda p: float(p.stem.split("_")[-1]))
+    assert tv(pngs[1]) < tv(pngs[0])
+
+
+def test_visualize_raises_the_channel(vgg16_bn_path, tmp_path):
+    out = tmp_path / "vis"
+    r = run_cli("visualize", vgg16_bn_path, "--node", "conv2_1", "--channel", 3, "--iterations", 10,
+                "--out", out, "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    key = "channel:conv2_1:3"
+    assert summary["final_loss"][key][0] < summary["first_loss"][key][0]  # the channel fires more
+    assert (out / "visualization.png").is_file()
+
+
+def test_saliency_class_is_onnxruntime_top1(resnet_path, photo, tmp_path):
+    out = tmp_path / "sal"
+    r = run_cli("saliency", resnet_path, "--image", photo, "--out", out, "--json")
+    assert r.returncode == 0, r.stderr
+    top1 = int(_onnxruntime_logits(resnet_path, load_image(photo, (64, 64))).argmax())
+    assert json.loads(r.stdout)["class"] == top1
+
+
+def test_fool_reaches_target_by_onnxruntime(resnet_path, photo, tmp_path):
+    runner_up = int(np.argsort(_onnxruntime_logits(resnet_path, load_image(photo, (64, 64)))[0])[-2])
+    out = tmp_path / "fool"
+    r = run_cli("fool", resnet_path, "--image", photo, "--target", runner_up, "--iterations", 100, "--out", out,
+                "--json", "--quiet")
+    assert r.returncode == 0, r.stderr + r.stdout
+    from PIL import Image
+
+    fooled = torch.from_numpy(np.asarray(Image.open(out / "fooled.png"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    assert int(_onnxruntime_logits(resnet_path, fooled).argmax()) == runner_up  # the saved 8-bit PNG fools it too
+
+
+def test_style_loss_falls(vgg16_bn_path, photo, tmp_path):
+    from PIL import Image
+
+    style = tmp_path / "style.png"
+    Image.open(photo).transpose(Image.Transpose.ROTATE_90).save(style)
+    out = tmp_path / "style"
+    r = run_cli("style", vgg16_bn_path, "--content", photo, "--style", style, "--style-node", "conv1_2",
+                "--content-node", "conv2_1", "--iterations", 30, "--out", out, "--quiet", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["final_loss"]["total"][0] < summary["first_loss"]["total"][0]
+
+
+def test_bench_reports_both_variants_and_refuses_unknown_nodes(vgg16_bn_path):
+    r = run_cli("bench", vgg16_bn_path, "--node", "conv1_2", "--seconds", "0.2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)["ms_per_step"]) == {"plain", "speed options"}
+    bad = run_cli("bench", vgg16_bn_path, "--node", "conv9_9")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.real_weights
+def test_demo_runs_without_flags_semantics(tmp_path):
+    """`invert-onnx demo` with its defaults is the README's first command; here with fewer iterations
+    and one node, in a scratch folder (CI runs the real one)."""
+    r = run_cli("demo", "--node", "relu1_2", "--iterations", 80, "--quiet", "--out", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    assert "figure:" in r.stdout
+    rows = json.loads((tmp_path / "demo" / "sweep.json").read_text())["runs"]
+    assert rows[0]["psnr_db"] > 15  # relu1_2 of real VGG16 keeps the photo
