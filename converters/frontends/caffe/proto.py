@@ -540,28 +540,3 @@ def blob_array(blob: BlobProto) -> np.ndarray:
         raise ConversionError(f"a weight blob of shape {shape} holds {values.size} values "
                               "(the caffemodel is truncated or corrupt)")
     return values.reshape(shape)
-
-
-def make_blob(array: np.ndarray) -> BlobProto:
-    """A float blob with `shape.dim` (what current Caffe writes)."""
-    array = np.asarray(array, dtype=np.float32)
-    blob = BlobProto()
-    blob.shape.dim.extend(int(d) for d in array.shape)
-    # `data` (field 5) as one packed run of little-endian floats: far faster than extend()
-    payload = array.astype("<f4").tobytes()
-    blob.MergeFromString(bytes([5 << 3 | 2]) + _varint(len(payload)) + payload)
-    return blob
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def to_text(net: NetParameter) -> str:
-    """A NetParameter in prototxt form."""
-    return text_format.MessageToString(net)
