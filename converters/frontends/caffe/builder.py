@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from converters.errors import ConversionError
 from converters.frontends.caffe.proto import LayerParameter, blob_array
+from converters.network.edges import consumers, producers
 
 
 class Builder:
@@ -148,8 +149,7 @@ class Builder:
             node.output[:] = [rename.get(t, t) for t in node.output]
         shapes = {rename.get(t, t): s for t, s in self.shapes.items()}
         self.layer_outputs = {k: [rename.get(t, t) for t in v] for k, v in self.layer_outputs.items()}
-        consumed = {t for node in self.nodes for t in node.input}
-        produced = [t for node in self.nodes for t in node.output]
+        consumed, produced = consumers(self.nodes), producers(self.nodes)
         inputs = {i.name for i in self.inputs}
         finals = dict.fromkeys(rename.get(t, t) for t in self.tensor.values())
         outputs = [t for t in finals if t not in consumed and t not in inputs and t in produced]
