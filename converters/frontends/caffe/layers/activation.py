@@ -62,25 +62,11 @@ def _softmax(builder: Builder, layer: LayerParameter) -> None:
     builder.add("Softmax", [x], layer, dims, axis=axis_index(layer.softmax_param.axis, len(dims), layer))
 
 
-@converter("Sigmoid")
-def _sigmoid(builder: Builder, layer: LayerParameter) -> None:
+UNARY_OPS = {"Sigmoid": "Sigmoid", "TanH": "Tanh", "AbsVal": "Abs", "BNLL": "Softplus"}  # BNLL: log(1 + exp(x))
+
+
+@converter(*UNARY_OPS)
+def _unary(builder: Builder, layer: LayerParameter) -> None:
+    """Parameterless element-wise layers: one ONNX op each."""
     x = builder.bottom(layer)
-    builder.add("Sigmoid", [x], layer, builder.dims(x))
-
-
-@converter("TanH")
-def _tanh(builder: Builder, layer: LayerParameter) -> None:
-    x = builder.bottom(layer)
-    builder.add("Tanh", [x], layer, builder.dims(x))
-
-
-@converter("AbsVal")
-def _abs_val(builder: Builder, layer: LayerParameter) -> None:
-    x = builder.bottom(layer)
-    builder.add("Abs", [x], layer, builder.dims(x))
-
-
-@converter("BNLL")
-def _bnll(builder: Builder, layer: LayerParameter) -> None:
-    x = builder.bottom(layer)
-    builder.add("Softplus", [x], layer, builder.dims(x))  # log(1 + exp(x))
+    builder.add(UNARY_OPS[layer.type], [x], layer, builder.dims(x))

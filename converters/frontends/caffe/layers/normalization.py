@@ -48,12 +48,17 @@ def _broadcast(builder: Builder, layer: LayerParameter, array: np.ndarray, dims,
     return array.reshape(covered + (1,) * (len(dims) - end))
 
 
+def _only_input(builder: Builder, layer: LayerParameter) -> str:
+    """The layer's one bottom (Scale and Bias by a second blob instead of learned weights are not supported)."""
+    if len(layer.bottom) > 1:
+        raise ConversionError(f"Caffe layer {layer.name!r}: {layer.type} with a second input blob is not supported")
+    return builder.bottom(layer)
+
+
 @converter("Scale")
 def _scale(builder: Builder, layer: LayerParameter) -> None:
     p = layer.scale_param
-    if len(layer.bottom) > 1:
-        raise ConversionError(f"Caffe layer {layer.name!r}: Scale with a second input blob is not supported")
-    x = builder.bottom(layer)
+    x = _only_input(builder, layer)
     dims = builder.dims(x)
     blobs = builder.blobs(layer, 2 if p.bias_term else 1)
     gamma = _broadcast(builder, layer, blobs[0], dims, p.axis, p.num_axes, "scale")
@@ -73,9 +78,7 @@ def _add_bias(builder: Builder, layer: LayerParameter, x: str, blob, dims, axis:
 @converter("Bias")
 def _bias(builder: Builder, layer: LayerParameter) -> None:
     p = layer.bias_param
-    if len(layer.bottom) > 1:
-        raise ConversionError(f"Caffe layer {layer.name!r}: Bias with a second input blob is not supported")
-    x = builder.bottom(layer)
+    x = _only_input(builder, layer)
     _add_bias(builder, layer, x, builder.blobs(layer, 1)[0], builder.dims(x), p.axis, p.num_axes)
 
 
