@@ -1,10 +1,12 @@
 """Caffe (deploy prototxt + caffemodel) -> ONNX, opset 17, without Caffe or a pip converter.
 
-One small converter function per Caffe layer type, registered with `@converter("Type")`
-(the shape of onnx2torch's registry): supporting a new layer is one new function. Each
-function reads its bottoms from the `Builder`, adds ONNX node(s) and writes its tops.
+This module walks the net (TEST-phase layers, old-style inputs, BatchNorm + Scale folds) and
+writes the file. One small converter function per Caffe layer type lives in `layers/` by family,
+registered with `@converter("Type")` (`registry`, the shape of onnx2torch's registry):
+supporting a new layer is one new function. Each reads its bottoms from the `Builder`
+(`builder`), adds ONNX node(s) and writes its tops. `proto` reads the files (`schema`: the messages).
 
-Caffe facts this file honours:
+Caffe facts the converter honours:
 
 - In-place layers (top == bottom) get distinct ONNX tensors. Every node keeps its Caffe
   layer name; a blob's *last* value carries the blob's own name (what `net.blobs["conv3_1"]`
