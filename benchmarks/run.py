@@ -1,12 +1,12 @@
-"""Speed of the inversion step against native PyTorch, onnxruntime and the GEMM rate.
+"""Speed of the inversion step: converted graph vs native torch vs onnxruntime, and the speed options.
 
     python -m benchmarks.run                      # VGG16-BN conv3_1, AlexNet conv3 (relu), ResNet-50 layer2.1, 224 px
-    python -m benchmarks.run --quick              # small sizes, few repeats: under a minute
-    python -m benchmarks.run --model resnet50 --node layer3 --size 224 --batches 1 8
+    python -m benchmarks.run --quick              # small sizes, short measurements: about a minute
+    python -m benchmarks.run --model resnet50 --node layer3 --size 224 --batch 8
     python -m benchmarks.run --model my.onnx --node conv3_1 --no-native
 
-Prints Markdown tables on stdout and writes the whole report as JSON (--json). The measuring
-and its conventions live in `benchmarks.speed` (see its docstring).
+Prints torch.utils.benchmark's table and the ratios, and writes the report as JSON (--json).
+What is measured: `benchmarks.speed` (its docstring).
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import sys
 import warnings
 from pathlib import Path
 
-from benchmarks.speed import format_table, run_bench
+from benchmarks.speed import bench_model, table
 
 # AlexNet's conv3 block output is features.7 (Conv features.6 + ReLU features.7).
-DEFAULT_MODELS = [("vgg16_bn", "conv3_1"), ("alexnet", "features.7"), ("resnet50", "layer2.1")]
+DEFAULT_MODELS = [("vgg16_bn", "conv3_1", None), ("alexnet", "features.7", None), ("resnet50", "layer2.1", None)]
 # Quick: VGG16-BN's convolutional part at 64 px (the full VGG needs >= 224 px for its 7x7 pooling),
 # AlexNet at 224 (its 6x6 pooling needs it; the cut is cheap), ResNet-50 at 64 px.
 QUICK_MODELS = [("vgg16_bn_features", "conv3_1", 64), ("alexnet", "features.7", 224), ("resnet50", "layer2.1", 64)]
@@ -30,23 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="architecture name or ONNX file (repeatable, with --node)")
     parser.add_argument("--node", action="append", help="node to cut at, one per --model")
-    parser.add_argument("--size", type=int, nargs="+", help="input sides (default: the model's own, 224)")
-    parser.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 1 2 4 8)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 15)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--size", type=int, help="input side (default: the model's own)")
+    parser.add_argument("--batch", type=int, default=1, help="images per step")
+    parser.add_argument("--min-run-time", type=float, default=None,
+                        help="seconds per variant (blocked_autorange; default 2, --quick 0.3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-native", action="store_true")
     parser.add_argument("--no-onnxruntime", action="store_true")
-    parser.add_argument("--no-full", action="store_true")
-    parser.add_argument("--no-fast", action="store_true")
-    parser.add_argument("--no-memory", action="store_true")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc: keep freed memory for reuse instead of page-faulting it back (inverter.cli.memory)")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the cut (slow to build)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, 2 batches, 3 repeats: < 1 minute")
-    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/models"),
-                        help="exported ONNX files are cached here")
+    parser.add_argument("--no-fast", action="store_true", help="skip the speed options")
+    parser.add_argument("--quick", action="store_true", help="small sizes, short measurements")
+    parser.add_argument("--workdir", type=Path, default=Path("runs/bench/models"), help="exported ONNX files are cached here")
     parser.add_argument("--json", type=Path, default=Path("runs/bench/bench.json"))
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
@@ -54,24 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
 
     if args.model:
-        nodes = args.node or []
-        if len(nodes) != len(args.model):
+        if len(args.node or []) != len(args.model):
             parser.error("give one --node per --model")
-        models = list(zip(args.model, nodes))
+        models = [(m, n, args.size) for m, n in zip(args.model, args.node)]
     else:
         models = QUICK_MODELS if args.quick else DEFAULT_MODELS
-    quick = args.quick
+    min_run_time = args.min_run_time or (0.3 if args.quick else 2.0)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    report = run_bench(
-        models, sizes=args.size, batches=args.batches or ((1, 2) if quick else (1, 2, 4, 8)),
-        repeats=args.repeats or (3 if quick else 15), warmup=1 if quick else args.warmup, seed=args.seed,
-        native=not args.no_native, onnxruntime=not args.no_onnxruntime, full=not args.no_full,
-        fast=not args.no_fast, memory=not args.no_memory, compile=args.compile,
-        gemm_n=1024 if quick else 2048, gemm_repeats=3 if quick else 8, threads=args.threads,
-        keep_freed_memory=args.keep_freed_memory, workdir=args.workdir)
-    print(format_table(report))
+    reports, measurements = [], []
+    for model, node, size in models:
+        result = bench_model(model, node, size=size or args.size, batch=args.batch, seed=args.seed,
+                             min_run_time=min_run_time, native=not args.no_native, fast=not args.no_fast,
+                             onnxruntime=not args.no_onnxruntime, workdir=args.workdir)
+        reports.append(result["report"])
+        measurements.extend(result["measurements"])
+    print(table(measurements))
+    for report in reports:
+        ratios = ", ".join(f"{k} {v:.2f}" for k, v in report["ratios"].items())
+        print(f"{report['model']} @ {report['node']}: {ratios}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    args.json.write_text(json.dumps(reports, indent=1))
     print(f"\nreport: {args.json}", file=sys.stderr)
     return 0
 

@@ -15,41 +15,67 @@ from pathlib import Path
 
 from torch import nn
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, ModelError
 from converters.input_spec import InputSpec
 
-TENSORFLOW_SUFFIXES = (".keras", ".h5", ".hdf5", ".pb", ".tflite")
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".bin")
+# The formats `detect_format` tells apart that TensorFlow reads (objects first, then files).
+TENSORFLOW_FORMATS = ("keras", "function", "keras_file", "saved_model", "frozen_graph", "tflite")
 
 
-def detect_framework(source) -> str:
-    """'pytorch' | 'torchscript' | 'state_dict' | 'caffe' | 'tensorflow' | 'onnx'."""
+def _from_library(source, *prefixes: str) -> bool:
+    """Whether the object's class or one of its bases comes from one of these packages."""
+    return any(cls.__module__.startswith(prefixes) for cls in type(source).__mro__)
+
+
+def detect_format(source) -> str:
+    """The one format detector: 'pytorch' (an nn.Module), 'torchscript', 'state_dict', 'caffe',
+    'onnx', or one of TENSORFLOW_FORMATS ('keras' a keras.Model, 'function' a tf.function,
+    'keras_file', 'saved_model', 'frozen_graph', 'tflite')."""
     if isinstance(source, nn.Module):
         return "pytorch"
     if not isinstance(source, (str, Path)):
-        if type(source).__module__.startswith(("keras", "tensorflow", "tf_keras")):
-            return "tensorflow"
-        raise ConversionError(f"cannot convert a {type(source).__name__}: give an nn.Module, a keras.Model or a file")
+        if _from_library(source, "keras", "tf_keras"):
+            return "keras"
+        if _from_library(source, "tensorflow"):
+            return "function"
+        raise ConversionError(f"cannot convert a {type(source).__name__}: give an nn.Module, a keras.Model, "
+                              "a tf.function or a file")
     path = Path(source)
     if not path.exists():
-        raise ConversionError(f"model not found: {path}")
+        raise ModelError(f"model not found: {path}")
     suffix = path.suffix.lower()
     if path.is_dir():
-        if (path / "saved_model.pb").is_file():
-            return "tensorflow"
-        raise ConversionError(f"{path} is a folder without saved_model.pb; give a model file or a SavedModel folder")
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            return "saved_model"
+        if (path / "config.json").is_file():  # Keras' unzipped model folder
+            return "keras_file"
+        raise ModelError(f"{path} is a folder without saved_model.pb: give a model file or a SavedModel folder")
+    if path.name == "saved_model.pb":
+        return "saved_model"
     if suffix in (".prototxt", ".caffemodel"):
         return "caffe"
-    if suffix in TENSORFLOW_SUFFIXES:
-        return "tensorflow"
+    if suffix in KERAS_SUFFIXES:
+        return "keras_file"
+    if suffix == ".pb":
+        return "frozen_graph"
+    if suffix == ".tflite":
+        return "tflite"
     if suffix == ".onnx":
         return "onnx"
     if suffix in TORCH_SUFFIXES:
         from converters.frontends.pytorch import is_torchscript
 
         return "torchscript" if is_torchscript(path) else "state_dict"
-    raise ConversionError(f"unknown model format {suffix or '(no suffix)'} for {path}; give .onnx, .prototxt + "
-                          ".caffemodel, .keras/.h5/.pb/.tflite/SavedModel, or .pt/.pth")
+    raise ModelError(f"unknown model format {suffix or '(no suffix)'} for {path}; give .onnx, .prototxt + "
+                     ".caffemodel, .keras/.h5/.pb/.tflite/SavedModel, or .pt/.pth")
+
+
+def detect_framework(source) -> str:
+    """'pytorch' | 'torchscript' | 'state_dict' | 'caffe' | 'tensorflow' | 'onnx'."""
+    kind = detect_format(source)
+    return "tensorflow" if kind in TENSORFLOW_FORMATS else kind
 
 
 def _caffe_pair(source: Path, weights: str | Path | None) -> tuple[Path, Path]:
@@ -71,7 +97,8 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
 
     weights: the .caffemodel for a .prototxt (or the other way round).
     architecture: the nn.Module a state_dict file is loaded into.
-    size: input size (H, W) for exporters that trace (PyTorch); default 224.
+    size: input size (H, W): for exporters that trace (PyTorch; default 224), for Caffe and for
+    TensorFlow models that leave the image size open.
     inputs/outputs: tensor names for frozen TensorFlow graphs.
     """
     framework = detect_framework(source)
@@ -105,7 +132,8 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
             from converters.frontends.tensorflow import tensorflow_to_onnx
         except ImportError as exc:
             raise ConversionError(f"TensorFlow models need the extra: pip install 'invert-onnx[tensorflow]' ({exc})") from None
-        return tensorflow_to_onnx(source, out_path, input_spec=input_spec, inputs=inputs, outputs=outputs)
+        return tensorflow_to_onnx(source, out_path, input_spec=input_spec, inputs=inputs, outputs=outputs,
+                                  size=tuple(size) if size else None)
     from converters.network.network import read_onnx
 
     read_onnx(source)

@@ -23,6 +23,7 @@ import math
 
 import onnx
 
+from converters.network.edges import producers
 from converters.network.names import NodeInfo
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def flops_per_node(network) -> dict[str, int]:
 
 def ancestors(network, node_names: list[str]) -> list[NodeInfo]:
     """The nodes a graph cut at these nodes computes (the nodes themselves included), in graph order."""
-    producer = {t: node for node in network.nodes for t in node.outputs}
+    producer = {t: node for t, (node, _) in producers(network.nodes).items()}
     stack = []
     for name in node_names:
         stack.append(producer[name] if name in producer else network.resolve(name))

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from converters.errors import UserError, first_line
+from converters.network.edges import producers
 from converters.network.network import Network
 
 FORMATS = ("json", "dot", "svg", "html", "md")
@@ -22,7 +23,7 @@ def graph_data(network: Network, highlight: list[str] | None = None, include_all
     marked = {network.resolve(n).name for n in (highlight or [])}
     kept = [n for n in network.nodes if include_all or n.on_data_path]
     index = {n.name: i for i, n in enumerate(kept)}
-    producer = {t: n.name for n in kept for t in n.outputs}
+    producer = {t: n.name for t, (n, _) in producers(kept).items()}
     edges = []
     for n in kept:
         for t in n.inputs:

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from converters.errors import NodeError
+from converters.network.edges import consumers
 
 
 @dataclass
@@ -75,14 +76,6 @@ def scope_names(node_name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _consumers(nodes: list[NodeInfo]) -> dict[str, list[NodeInfo]]:
-    cons: dict[str, list[NodeInfo]] = defaultdict(list)
-    for node in nodes:
-        for tensor in node.inputs:
-            cons[tensor].append(node)
-    return cons
-
-
 def _follow_chain(start: NodeInfo, consumers, stop_ops=("LRN",), constants: set[str] = frozenset()) -> list[NodeInfo]:
     """The node, then each single consumer that is BN/activation, or Mul/Add/Sub/Div by a constant
     (BatchNorm as tf2onnx writes Keras' tf.nn.batch_normalization, Caffe Scale, a separate bias)."""
@@ -107,7 +100,7 @@ def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str
         live = [t for t in node.inputs if t and t not in initializers]
         if node.op_type in MERGE_OPS and len(live) > 1:
             return {}  # branches: ResNet, Inception ... those use module paths / layer names
-    consumers = _consumers(nodes)
+    readers = consumers(nodes)
     constants = set(initializers) | {t for n in nodes if n.op_type == "Constant" for t in n.outputs}
     blocks: list[list[list[NodeInfo]]] = [[]]  # block -> convs -> chain
     pools: list[NodeInfo | None] = []
@@ -115,14 +108,14 @@ def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str
     fcs: list[list[NodeInfo]] = []
     for node in nodes:
         if node.op_type == "Conv" and len(node.outputs) == 1:
-            blocks[-1].append(_follow_chain(node, consumers, constants=constants))
+            blocks[-1].append(_follow_chain(node, readers, constants=constants))
         elif node.op_type == "LRN" and blocks[-1]:
             norms[sum(len(b) for b in blocks)] = node
         elif node.op_type in POOL_OPS and blocks[-1]:
             pools.append(node)
             blocks.append([])
         elif node.op_type in FC_OPS and any(t in initializers for t in node.inputs):
-            fcs.append(_follow_chain(node, consumers, constants=constants))
+            fcs.append(_follow_chain(node, readers, constants=constants))
     blocks = [b for b in blocks if b]
     if not blocks:
         return {}

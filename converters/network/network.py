@@ -27,6 +27,7 @@ from torch import fx, nn
 from converters.errors import ModelError, first_line
 from converters.network.names import NameTable, NodeInfo, assign_aliases
 from converters.input_spec import InputSpec, guess_layout, recorded_spec
+from converters.network.edges import producers
 from converters.network.onnx_io import prepare, read_onnx
 from converters.network.parity import ParityReport, check_parity
 from converters.network.rewrites import fold_batchnorm, inplace_relu
@@ -71,7 +72,7 @@ class Network(nn.Module):
             for i, n in enumerate(model.graph.node)
         ]
         self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
-        self._producer = {t: (node, k) for node in self.nodes for k, t in enumerate(node.outputs)}
+        self._producer = producers(self.nodes)
         self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
         self._record_shapes()
         assign_aliases(self.nodes, initializers)

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from converters.frontends.caffe.proto import LayerParameter, NetParameter, make_blob, to_text
+from google.protobuf import text_format
+
+from converters.frontends.caffe.proto import BlobProto, LayerParameter, NetParameter
 from converters.errors import ModelError
 
 ARCHITECTURES = ("caffenet", "alexnet", "vgg16", "vgg16_bn")
@@ -218,3 +220,29 @@ def write_caffe(arch: str, out_dir: str | Path, *, state_dict: dict[str, torch.T
     source = "torchvision state_dict" if state_dict is not None else f"seeded random weights (seed {seed})"
     header = f"{arch} written by invert-onnx (models/caffe_zoo.py) with {source}"
     return net.write(Path(out_dir), arch, header)
+
+
+# ----------------------------------------------------------------------------- writing Caffe files
+def make_blob(array: np.ndarray) -> BlobProto:
+    """A float blob with `shape.dim` (what current Caffe writes)."""
+    array = np.asarray(array, dtype=np.float32)
+    blob = BlobProto()
+    blob.shape.dim.extend(int(d) for d in array.shape)
+    # `data` (field 5) as one packed run of little-endian floats: far faster than extend()
+    payload = array.astype("<f4").tobytes()
+    blob.MergeFromString(bytes([5 << 3 | 2]) + _varint(len(payload)) + payload)
+    return blob
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def to_text(net: NetParameter) -> str:
+    """A NetParameter in prototxt form."""
+    return text_format.MessageToString(net)

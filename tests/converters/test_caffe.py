@@ -14,10 +14,9 @@ import torch
 
 from converters import ConversionError, load
 from converters.frontends.caffe.convert import caffe_to_onnx, layer_outputs
-from converters.frontends.caffe.proto import (V1_TYPES, BlobProto, NetParameter, V1LayerParameter, make_blob,
-                                    read_prototxt, to_text)
+from converters.frontends.caffe.proto import V1_TYPES, BlobProto, NetParameter, V1LayerParameter, read_prototxt
 from converters.input_spec import standardise
-from models.twins.caffe import write_caffe
+from models.twins.caffe import make_blob, to_text, write_caffe
 
 cv2 = pytest.importorskip("cv2")
 if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromCaffe"):

@@ -16,8 +16,8 @@ keras = pytest.importorskip("keras")
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-import converters.frontends.tensorflow as tensorflow_front  # noqa: E402
-from converters import ConversionError, ModelError, load  # noqa: E402
+import converters.frontends.tensorflow.dense_head as dense_head  # noqa: E402
+from converters import ConversionError, ModelError, load, to_onnx  # noqa: E402
 from converters.input_spec import standardise  # noqa: E402
 from converters.frontends.tensorflow import tensorflow_to_onnx  # noqa: E402
 from models.twins.keras import HED_KERAS_SPEC, VGG16_BN_KERAS_SPEC, hed_keras_model, keras_vgg16_bn  # noqa: E402
@@ -182,7 +182,7 @@ def test_dense_head_written_by_hand(tf_dir, monkeypatch):
     x = keras.layers.Dropout(0.5, name="drop")(x)
     x = keras.layers.Dense(10, activation="softmax", name="predictions")(x)
     model = keras.Model(inputs, x, name="small")
-    monkeypatch.setattr(tensorflow_front, "DENSE_SPLIT_PARAMETERS", 0)
+    monkeypatch.setattr(dense_head, "DENSE_SPLIT_PARAMETERS", 0)
     path = tensorflow_to_onnx(model, tf_dir / "dense.onnx")
     names = [n.name for n in onnx.load(str(path)).graph.node]
     assert "small_1/fc1_1/MatMul" in names and "small_1/predictions_1/Softmax" in names
@@ -223,7 +223,7 @@ def test_corrupt_missing_and_unknown_files(tmp_path):
         tmp_path / "truncated.keras": "not a .keras archive",
         tmp_path / "junk.pb": "not a frozen TensorFlow GraphDef",
         tmp_path / "junk.tflite": "not a TensorFlow Lite",
-        tmp_path / "model.xyz": "unknown TensorFlow model format",
+        tmp_path / "model.xyz": "unknown model format",
     }
     (tmp_path / "empty.h5").write_bytes(b"")
     (tmp_path / "truncated.keras").write_bytes(b"PK\x03\x04 not really a zip")
@@ -271,6 +271,21 @@ def test_subclassed_model_needs_a_size(tmp_path):
     model = Net()
     path = tensorflow_to_onnx(model, tmp_path / "net.onnx", size=(12, 12))
     assert rel(onnxruntime_output(path, x), model.predict(x, verbose=0)) < TOL
+
+
+def test_to_onnx_passes_the_size_to_an_open_size_keras_file(tmp_path):
+    """`convert model.keras --size H,W`: to_onnx hands the size to TensorFlow sources."""
+    inputs = keras.Input((None, None, 3), name="image")
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs), name="open")
+    path = tmp_path / "open.keras"
+    model.save(path)
+    with pytest.raises(ConversionError, match="size"):
+        to_onnx(path, tmp_path / "nosize.onnx")
+    out = to_onnx(path, tmp_path / "open.onnx", size=(12, 10))
+    dims = [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim[1:]]
+    assert dims == [12, 10, 3]
+    x = np.random.RandomState(1).randn(1, 12, 10, 3).astype(np.float32)
+    assert rel(onnxruntime_output(out, x), model.predict(x, verbose=0)) < TOL
 
 
 # ----------------------------------------------------------------------------- the real HED model
