@@ -4,7 +4,8 @@
   initializers; onnx2torch reads weights from initializers only.
 - `dequantize`: a quantized file becomes its float equivalent. `DequantizeLinear` of constant
   integer weights (TFLite, onnxruntime static quantisation) becomes a float initializer; a
-  `QuantizeLinear -> DequantizeLinear` pair on activations becomes the identity; dynamic
+  `QuantizeLinear -> DequantizeLinear` pair on activations becomes a Clip to its integer range
+  (it absorbed a Relu); dynamic
   quantisation (`DynamicQuantizeLinear` + `ConvInteger`/`MatMulInteger`, then Cast and a Mul by
   the scales) becomes `Conv`/`MatMul` on float inputs with the zero-point-shifted integer weights,
   and the activation scale set to 1, so the Mul that follows applies the weight scale alone.
@@ -102,7 +103,18 @@ def dequantize(model: onnx.ModelProto) -> list[str]:
             dq_weights += 1
             continue
         if op == "DequantizeLinear" and node.input[0] in producers and producers[node.input[0]].op_type == "QuantizeLinear":
-            renames[node.output[0]] = producers[node.input[0]].input[0]
+            ql = producers[node.input[0]]
+            scale, zp = arr(ql.input[1]), arr(opt(ql, 2)) if opt(ql, 2) else None
+            if scale is not None and scale.size == 1:
+                # the pair saturates at the integer range (it absorbs a Relu): a Clip, without the rounding
+                info = np.iinfo(zp.dtype if zp is not None else np.uint8)
+                z = float(zp.reshape(-1)[0]) if zp is not None else 0.0
+                lo, hi = node.output[0] + "_min", node.output[0] + "_max"
+                new_inits += [numpy_helper.from_array(np.array((info.min - z) * float(scale.reshape(-1)[0]), np.float32), lo),
+                              numpy_helper.from_array(np.array((info.max - z) * float(scale.reshape(-1)[0]), np.float32), hi)]
+                nodes.append(helper.make_node("Clip", [ql.input[0], lo, hi], [node.output[0]], name=node.name))
+            else:
+                renames[node.output[0]] = ql.input[0]
             qdq_pairs += 1
             continue
         if op == "DynamicQuantizeLinear":
@@ -155,6 +167,8 @@ def dequantize(model: onnx.ModelProto) -> list[str]:
     for o in graph.output:
         while o.name in renames:
             o.name = renames[o.name]
+    consumed = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
+    nodes = [n for n in nodes if n.op_type != "QuantizeLinear" or any(o in consumed for o in n.output)]
     used = {t.name for t in new_inits}
     kept_inits = [t for t in graph.initializer if t.name not in used]
     del graph.node[:]
@@ -167,7 +181,7 @@ def dequantize(model: onnx.ModelProto) -> list[str]:
     if dq_weights:
         notes.append(f"{dq_weights} quantized weight tensor(s) dequantized into float initializers")
     if qdq_pairs:
-        notes.append(f"{qdq_pairs} QuantizeLinear/DequantizeLinear pair(s) on activations removed")
+        notes.append(f"{qdq_pairs} QuantizeLinear/DequantizeLinear pair(s) on activations replaced by the Clip to their range")
     if dyn:
         notes.append(f"dynamic quantisation ({dyn} DynamicQuantizeLinear) replaced by float Conv/MatMul")
     return notes
