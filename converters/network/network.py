@@ -72,6 +72,11 @@ class Network(nn.Module):
         self.onnx_model = model
         converted, reasons = convertible_subgraph(model, unsupported_nodes(model))
         self.converted_model = converted
+        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
+            from converters.errors import unsupported_ops
+            bad = [n for n in model.graph.node if reasons.get(n.name, "").startswith("onnx2torch")]
+            raise ModelError(unsupported_ops(bad, "op", "onnx2torch has no converter for it and no node "
+                                             "before it can be inverted; replace the op"))
         initializers = {t.name for t in model.graph.initializer}
         try:
             gm = onnx2torch.convert(converted)
