@@ -18,6 +18,7 @@ from converters.errors import ModelError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+LUMA = (0.299, 0.587, 0.114)  # RGB -> grey (ITU-R 601, Pillow's "L")
 METADATA_KEY = "invert_onnx.input_spec"
 
 
@@ -34,17 +35,21 @@ class InputSpec:
     width: int | None = None
     channel_order: str = "RGB"  # or "BGR"
     scale: float = 1.0  # 1 for [0, 1] pixels, 255 for [0, 255]
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one value per channel
+    std: tuple[float, ...] = IMAGENET_STD
     source: str = field(default="default", compare=False)  # where the spec came from
+    channels: int = 3  # 1: the network sees the image's luma (grey); 4: RGB plus an opaque 4th channel
 
     def __post_init__(self) -> None:
         if self.layout not in ("NCHW", "NHWC"):
             raise ModelError(f"input layout must be NCHW or NHWC, not {self.layout!r}")
         if self.channel_order not in ("RGB", "BGR"):
             raise ModelError(f"channel order must be RGB or BGR, not {self.channel_order!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):
-            raise ModelError("input mean and std need three values each, std non-zero")
+        if self.channels not in (1, 3, 4):
+            raise ModelError(f"input has {self.channels} channels; invert-onnx inverts 1 (grey), 3 (RGB) "
+                             "or 4 (RGB + a 4th channel) channel images")
+        if len(self.mean) != self.channels or len(self.std) != self.channels or any(s == 0 for s in self.std):
+            raise ModelError(f"input mean and std need {self.channels} value(s) each (one per channel), std non-zero")
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -62,17 +67,37 @@ class InputSpec:
         d.update({k: v for k, v in changes.items() if v is not None})
         for key in ("mean", "std"):
             d[key] = tuple(float(v) for v in d[key])
+        if changes.get("channels") is None and changes.get("mean") is not None:
+            d["channels"] = len(d["mean"])  # --mean with one value per channel sets the count
+            if len(d["std"]) != d["channels"] and changes.get("std") is None:
+                d["std"] = InputSpec(channels=3, std=tuple(d["std"])[:3]).with_channels(d["channels"]).std \
+                    if d["channels"] in (1, 4) and len(d["std"]) == 3 else d["std"]
+        return InputSpec(**d)
+
+    def with_channels(self, channels: int) -> "InputSpec":
+        """This spec for a `channels`-channel input: a 3-value mean/std becomes its average for
+        1 channel, and gains (0, 1) for a 4th channel, unless it already has that length."""
+        if channels == self.channels:
+            return self
+        d = asdict(self)
+        d["channels"] = channels
+        for key, extra in (("mean", 0.0), ("std", 1.0)):
+            v = tuple(d[key])
+            if len(v) != channels and channels in (1, 4) and len(v) == 3:
+                v = (sum(v) / 3,) if channels == 1 else v + (extra * self.scale if key == "mean" else self.scale,)
+            d[key] = v
         return InputSpec(**d)
 
     def tensor_shape(self, batch: int = 1) -> tuple[int, ...]:
-        """The shape of the tensor the network takes at this size: (B, 3, H, W) or (B, H, W, 3)."""
+        """The shape of the tensor the network takes at this size: (B, C, H, W) or (B, H, W, C)."""
         h, w = self.size
-        return (batch, 3, h, w) if self.layout == "NCHW" else (batch, h, w, 3)
+        c = self.channels
+        return (batch, c, h, w) if self.layout == "NCHW" else (batch, h, w, c)
 
     def is_identity(self) -> bool:
         """True when `adapt` maps the engine's space onto itself exactly (torchvision's preprocessing):
         skipping it saves a multiply, an add and their backward per step."""
-        if self.layout != "NCHW" or self.channel_order != "RGB":
+        if self.layout != "NCHW" or self.channel_order != "RGB" or self.channels != 3:
             return False
         for dtype in (torch.float32, torch.float64):
             a, b = self._affine("cpu", dtype)
@@ -82,8 +107,15 @@ class InputSpec:
 
     def _affine(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """a, b with network_input_channels = a * v + b, v standardised RGB, NCHW."""
-        mean = list(self.mean)
-        std = list(self.std)
+        mean = list(self.mean)[:3]
+        std = list(self.std)[:3]
+        if self.channels == 1:  # luma of the RGB image (ITU-R 601), then the one mean/std
+            luma = torch.tensor(LUMA, device=device, dtype=dtype)
+            im_mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype)
+            im_std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype)
+            a = luma * im_std * self.scale / std[0]
+            b = ((luma * im_mean).sum() * self.scale - mean[0]) / std[0]
+            return a.view(1, 3, 1, 1), b.view(1, 1, 1, 1)
         if self.channel_order == "BGR":  # bring the network's per-channel numbers to RGB order
             mean, std = mean[::-1], std[::-1]
         im_mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype)
@@ -97,9 +129,15 @@ class InputSpec:
     def adapt(self, v: torch.Tensor) -> torch.Tensor:
         """ImageNet-standardised RGB NCHW -> the tensor this network takes."""
         a, b = self._affine(v.device, v.dtype)
-        x = v * a + b
-        if self.channel_order == "BGR":
-            x = x.flip(1)
+        if self.channels == 1:
+            x = (v * a).sum(1, keepdim=True) + b
+        else:
+            x = v * a + b
+            if self.channel_order == "BGR":
+                x = x.flip(1)
+            if self.channels == 4:  # an opaque 4th channel (alpha) at its own mean/std
+                fourth = (self.scale - self.mean[3]) / self.std[3]
+                x = torch.cat([x, torch.full_like(x[:, :1], fourth)], 1)
         if self.layout == "NHWC":
             x = x.permute(0, 2, 3, 1)
         return x
@@ -115,6 +153,7 @@ class InputSpec:
             d = json.loads(text)
             d["mean"] = tuple(d["mean"])
             d["std"] = tuple(d["std"])
+            d.setdefault("channels", len(d["mean"]))
             return cls(**d, source=source)
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"the model's {METADATA_KEY} metadata is not valid ({exc}); "

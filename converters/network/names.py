@@ -33,11 +33,13 @@ class NodeInfo:
     aliases: list[str] = field(default_factory=list)
     receptive_field: int | None = None  # pixels along one side; None: the whole image
     on_data_path: bool = True  # False for shape computations (Shape, Gather, Constant ...)
+    unsupported: str | None = None  # why this node cannot be inverted (not converted), or None
 
     def describe(self) -> dict:
         return {"name": self.name, "op": self.op_type, "outputs": self.outputs,
                 "shape": list(self.shape) if self.shape else None, "aliases": self.aliases,
-                "receptive_field": self.receptive_field}
+                "receptive_field": self.receptive_field,
+                **({"unsupported": self.unsupported} if self.unsupported else {})}
 
 
 _SCOPE_SUFFIX = re.compile(r"_\d+$")

@@ -24,7 +24,7 @@ import onnx
 import torch
 from torch import fx, nn
 
-from converters.errors import ModelError, first_line
+from converters.errors import ModelError, NodeError, first_line
 from converters.network.names import NameTable, NodeInfo, assign_aliases
 from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.edges import producers
@@ -39,25 +39,48 @@ class Network(nn.Module):
 
     def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
                  size: tuple[int, int] | None = None, path: str | Path | None = None,
-                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False):
+                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False,
+                 input_name: str | None = None, other_inputs: dict[str, np.ndarray] | None = None):
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
         import onnx2torch
         from onnx2torch.onnx_graph import OnnxGraph
 
-        model = prepare(model)  # a copy: the caller's proto is never edited
+        from converters.network import normalise
+        from converters.network.extract import convertible_subgraph
+        from converters.network.onnx_io import unsupported_nodes
+
+        model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
+        self.notes: list[str] = []  # what was done to the file before conversion, said on every command
+        moved = normalise.constants_to_initializers(model)
+        if moved:
+            self.notes.append(f"{moved} Constant node(s) moved into initializers")
+        self.quantized = normalise.is_quantized(model)
+        self.notes += normalise.dequantize(model)
+        if self.quantized:
+            self.notes.append("quantized model: inverting its float equivalent")
+        chosen = self._choose_input(model, input_name, other_inputs)
         self.path = Path(path) if path else None
+        self.input_name = chosen.name
+        self.input_spec = self._input_spec(model, chosen, input_spec, size)
+        shape = self.input_spec.tensor_shape(1)
+        if normalise.fix_input_shape(model, chosen.name, shape) or normalise.has_dynamic_shapes(model) or moved:
+            model = normalise.fold_shapes(model)
+        if self.quantized:
+            normalise.float_biases(model)
+        model = prepare(model, strict=False)
         self.onnx_model = model
+        converted, reasons = convertible_subgraph(model, unsupported_nodes(model))
+        self.converted_model = converted
+        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
+            from converters.errors import unsupported_ops
+            bad = [n for n in model.graph.node if reasons.get(n.name, "").startswith("onnx2torch")]
+            raise ModelError(unsupported_ops(bad, "op", "onnx2torch has no converter for it and no node "
+                                             "before it can be inverted; replace the op"))
         initializers = {t.name for t in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in initializers]
-        if len(inputs) != 1:
-            raise ModelError(f"the model has {len(inputs)} graph inputs ({', '.join(i.name for i in inputs)}); "
-                             "invert-onnx needs exactly one image input")
-        self.input_name = inputs[0].name
-        self.input_spec = self._input_spec(model, inputs[0], input_spec, size)
         try:
-            gm = onnx2torch.convert(model)
+            gm = onnx2torch.convert(converted)
         except Exception as exc:
             raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
@@ -65,12 +88,17 @@ class Network(nn.Module):
             p.requires_grad_(False)
         self.graph_module = gm
 
-        unique = list(OnnxGraph(model.graph).nodes)  # onnx2torch's module names, in graph order
+        # onnx2torch's module names, in graph order, for the converted nodes
+        module_of = dict(zip((n.name for n in converted.graph.node), OnnxGraph(converted.graph).nodes))
         self.nodes: list[NodeInfo] = [
             NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
-                     outputs=list(n.output), module_name=unique[i])
+                     outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name))
             for i, n in enumerate(model.graph.node)
         ]
+        if reasons:
+            first = next(n for n in self.nodes if n.unsupported and not n.unsupported.startswith("after "))
+            self.notes.append(f"{len(reasons)} node(s) from {first.op_type} {first.name!r} on are not converted "
+                              f"({first.unsupported}); nodes before them can be inverted")
         self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
         self._producer = producers(self.nodes)
         self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
@@ -79,7 +107,7 @@ class Network(nn.Module):
         from converters.network.receptive_field import assign_receptive_fields
         assign_receptive_fields(self.nodes, model)
         self.names = NameTable(self.nodes)
-        self.output_names = [o.name for o in model.graph.output]
+        self.output_names = [o.name for o in converted.graph.output]
         self.channels_last = False
         if channels_last:
             self.set_channels_last(True)
@@ -107,6 +135,45 @@ class Network(nn.Module):
         return [(t.dtype, t.device, t.stride()) for t in itertools.chain(self.graph_module.parameters(),
                                                                            self.graph_module.buffers())]
 
+    # -- inputs
+    def _choose_input(self, model, name: str | None, others: dict | None):
+        """The graph input to invert: `name`, else the first image-shaped one (rank 4 with 1, 3 or 4
+        channels), said in the notes. Every other input becomes a constant (`others`, else zeros)."""
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        if not inputs:
+            raise ModelError("the model has no graph input")
+        dims = {i.name: [d.dim_value if d.HasField("dim_value") else None
+                         for d in i.type.tensor_type.shape.dim] for i in inputs}
+        if name is not None:
+            chosen = next((i for i in inputs if i.name == name), None)
+            if chosen is None:
+                raise ModelError(f"no graph input {name!r}; the model's inputs: {', '.join(i.name for i in inputs)}")
+        else:
+            image = [i for i in inputs if len(dims[i.name]) == 4
+                     and (dims[i.name][1] in (1, 3, 4) or dims[i.name][3] in (1, 3, 4))]
+            chosen = (image or inputs)[0]
+            if len(inputs) > 1:
+                self.notes.append(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): "
+                                  f"inverting {chosen.name!r} (choose with --input NAME)")
+        others = dict(others or {})
+        for vi in inputs:
+            if vi.name == chosen.name:
+                continue
+            shape = [d if d else 1 for d in dims[vi.name]]
+            elem = vi.type.tensor_type.elem_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32
+            value = np.asarray(others.pop(vi.name)) if vi.name in others else np.zeros(shape, dtype)
+            model.graph.initializer.append(onnx.numpy_helper.from_array(value.astype(dtype), vi.name))
+            self.notes.append(f"input {vi.name!r} is fixed to a constant "
+                              f"of shape {list(value.shape)}")
+        keep = [i for i in model.graph.input if i.name == chosen.name or i.name in initializers]
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
+        if others:
+            raise ModelError(f"no other graph input named {', '.join(others)}")
+        return chosen
+
     # -- input spec
     @staticmethod
     def _input_spec(model, value_info, given: InputSpec | None, size) -> InputSpec:
@@ -122,7 +189,10 @@ class Network(nn.Module):
         h, w = (dims[2], dims[3]) if spec.layout == "NCHW" else (dims[1], dims[2])
         channels = dims[1] if spec.layout == "NCHW" else dims[3]
         if channels not in (None, 3):
-            raise ModelError(f"input {value_info.name!r} has {channels} channels; invert-onnx inverts RGB images")
+            try:
+                spec = spec.with_channels(channels)
+            except ModelError as exc:
+                raise ModelError(f"input {value_info.name!r} has {channels} channels: {exc}") from None
         if h and w:
             if size and tuple(size) != (h, w):
                 raise ModelError(f"the model's input size is fixed at {h}x{w}; drop --size or pass --size {h},{w}")
@@ -169,9 +239,11 @@ class Network(nn.Module):
     # -- running
     def _tensor_of(self, name: str) -> str:
         """A user name -> the ONNX tensor it means (a node name means its first output)."""
-        if name in self._producer:
-            return name
-        return self.resolve(name).outputs[0]
+        node = self._producer[name][0] if name in self._producer else self.resolve(name)
+        if node.unsupported:
+            raise NodeError(f"node {node.name!r} ({node.op_type}) cannot be inverted: {node.unsupported}; "
+                            "choose a node before it (`invert-onnx nodes` marks them)")
+        return name if name in self._producer else node.outputs[0]
 
     def cut(self, tensors: tuple[str, ...]) -> fx.GraphModule:
         """A GraphModule returning exactly these ONNX tensors, computing only what they need."""
@@ -228,19 +300,19 @@ class Network(nn.Module):
     def describe(self) -> dict:
         return {"path": str(self.path) if self.path else None,
                 "input": {"name": self.input_name, **_spec_dict(self.input_spec)},
-                "nodes": len(self.nodes), "outputs": self.output_names}
+                "nodes": len(self.nodes), "outputs": self.output_names, "notes": self.notes}
 
 
 def _spec_dict(spec: InputSpec) -> dict:
-    return {"layout": spec.layout, "size": list(spec.size), "channel_order": spec.channel_order,
+    return {"layout": spec.layout, "size": list(spec.size), "channels": spec.channels, "channel_order": spec.channel_order,
             "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source}
 
 
 def load(path: str | Path, *, input_spec: InputSpec | None = None,
          size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
-         inplace_relu: bool = False) -> Network:
+         inplace_relu: bool = False, input_name: str | None = None) -> Network:
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
     return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
-                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu)
+                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name)

@@ -90,8 +90,9 @@ def _unsupported(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     return bad
 
 
-def _convertible(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model, moved to opset 17 when newer ops would have no onnx2torch converter."""
+def _convertible(model: onnx.ModelProto, strict: bool = True) -> onnx.ModelProto:
+    """The model, moved to opset 17 when newer ops would have no onnx2torch converter.
+    strict: raise for ops left without a converter (else `extract` cuts the model before them)."""
     bad = _unsupported(model)
     if bad and _default_opset(model) > OPSET:
         try:
@@ -100,14 +101,20 @@ def _convertible(model: onnx.ModelProto) -> onnx.ModelProto:
             raise ModelError(f"opset {_default_opset(model)} model could not be moved to opset "
                              f"{OPSET} for conversion ({exc}); export at opset {OPSET}") from None
         bad = _unsupported(model)
-    if bad:
+    if bad and strict:
         raise ModelError(unsupported_ops(bad, f"op (opset {_default_opset(model)})",
                                          "onnx2torch has no converter for it: cut the model before it or replace the op"))
     return model
 
 
-def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` ready for onnx2torch: nodes named, opset onnx2torch converts."""
+def prepare(model: onnx.ModelProto, strict: bool = True) -> onnx.ModelProto:
+    """A copy of `model` ready for onnx2torch: nodes named, opset onnx2torch converts.
+    strict=False leaves unsupported ops in (Network converts the sub-graph before them)."""
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
     _name_nodes(model)
-    return _convertible(model)
+    return _convertible(model, strict)
+
+
+def unsupported_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the nodes whose op onnx2torch has no converter for."""
+    return {n.name for n in _unsupported(model)}

@@ -26,13 +26,14 @@ def size(text: str) -> tuple[int, int]:
     return parse_size(text)
 
 
-def floats3(text: str) -> tuple[float, float, float]:
+def floats3(text: str) -> tuple[float, ...]:
+    """Comma-separated numbers, one per input channel (the count is checked against the model)."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3:
-        raise ConfigError(f"expected three comma-separated numbers, not {text!r}")
+    if not values:
+        raise ConfigError(f"expected comma-separated numbers (one per input channel), not {text!r}")
     return values
 
 
@@ -57,6 +58,9 @@ def add_input_spec_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scale", type=float, help="pixel range the network expects: 1 or 255")
     group.add_argument("--channel-order", choices=["RGB", "BGR"])
     group.add_argument("--layout", choices=["NCHW", "NHWC"])
+    group.add_argument("--input", dest="input_name", metavar="NAME",
+                       help="the graph input to invert, for a model with several (default: the first image-shaped "
+                            "one; the others are fed zeros)")
     group.add_argument("--size", type=size, default=None, metavar="H[,W]",
                        help="input size, for models whose size is dynamic")
 
@@ -124,12 +128,13 @@ def load_network(args, path: Path | None = None):
     path = path or args.model
     overrides = spec_overrides(args)
     size_ = getattr(args, "size", None)
+    input_name = getattr(args, "input_name", None)
     if not any(v is not None for v in overrides.values()):
-        return load(path, size=size_, **speed_options(args))
+        return load(path, size=size_, input_name=input_name, **speed_options(args))
     model = read_onnx(path)
     base = recorded_spec(model) or InputSpec()
     spec = base.replace(**overrides, source="command line")
-    return Network(model, input_spec=spec, size=size_, path=path, **speed_options(args))
+    return Network(model, input_spec=spec, size=size_, path=path, input_name=input_name, **speed_options(args))
 
 
 def out_dir(args, default: Path | str) -> Path:
