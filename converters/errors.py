@@ -18,10 +18,11 @@ class ConversionError(UserError):
 
 
 def unsupported_ops(nodes, what: str, fix: str) -> str:
-    """One line naming the first unsupported op type and its node, and how many more there are."""
-    ops = sorted({n.op_type for n in nodes})
-    more = f" and {len(ops) - 1} more op type(s): {', '.join(ops[1:])}" if len(ops) > 1 else ""
-    return f"unsupported {what} {ops[0]} (node {nodes[0].name!r}){more}; {fix}"
+    """One line naming the first unsupported node and its op type, and the other op types."""
+    first = nodes[0]
+    others = sorted({n.op_type for n in nodes} - {first.op_type})
+    more = f" and {len(others)} more op type(s): {', '.join(others)}" if others else ""
+    return f"unsupported {what} {first.op_type} (node {first.name!r}){more}; {fix}"
 
 
 def first_line(exc: BaseException | str, limit: int = 200) -> str:

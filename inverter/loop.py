@@ -31,7 +31,7 @@ class Run:
     images: torch.Tensor  # (B, 3, H, W), engine space
     history: dict[str, np.ndarray]  # term -> (iterations, B)
     iterations: int
-    stopped: str  # "done" | "diverged" | "interrupted" | "target reached"
+    stopped: str  # "done" | "diverged" | "interrupted" | "target reached" | "stalled"
     seconds: float
 
     def summary(self) -> dict:
@@ -39,6 +39,14 @@ class Run:
         return {"iterations": self.iterations, "seconds": self.seconds, "stopped": self.stopped,
                 "first_loss": {k: v[0].tolist() for k, v in self.history.items() if len(v)},
                 "final_loss": {k: v[-1].tolist() for k, v in self.history.items() if len(v)}}
+
+
+def stalled(total: np.ndarray | None, min_iterations: int = 10, tolerance: float = 1e-6) -> bool:
+    """True when no batch element's loss moved by more than `tolerance` (relative) over the run."""
+    if total is None or len(total) < min_iterations:
+        return False
+    first, last = np.asarray(total[0], dtype=np.float64), np.asarray(total[-1], dtype=np.float64)
+    return bool(np.all(np.abs(last - first) <= tolerance * np.maximum(np.abs(first), 1e-30)))
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -132,4 +140,8 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
     else:
         final = best
     hist = {k: torch.stack(vals).float().cpu().numpy() for k, vals in history.items()}
+    if stopped == "done" and stalled(hist.get("total")):
+        stopped = "stalled"
+        log.warning("the loss did not move in %d iterations: the gradient vanishes at this node (a saturated "
+                    "activation, or a node the image does not reach); try another node or --init image", it)
     return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds)

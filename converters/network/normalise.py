@@ -206,22 +206,28 @@ def _dims(value_info) -> list:
 
 
 def fix_input_shape(model: onnx.ModelProto, name: str, shape: tuple[int, ...]) -> bool:
-    """Set the dims of graph input `name` to `shape`; True when something changed."""
+    """Set the dims of graph input `name` to `shape`, all but the batch axis (a dynamic batch stays
+    dynamic, so batched inversions and parity checks keep working); True when something changed."""
     for vi in model.graph.input:
         if vi.name == name:
             dims = vi.type.tensor_type.shape.dim
-            if len(dims) != len(shape) or all(d.HasField("dim_value") and d.dim_value == s
-                                               for d, s in zip(dims, shape)):
+            if len(dims) != len(shape):
                 return False
-            for d, s in zip(dims, shape):
-                d.Clear()
-                d.dim_value = int(s)
-            return True
+            changed = False
+            for axis, (d, s) in enumerate(zip(dims, shape)):
+                if axis == 0 and not d.HasField("dim_value"):
+                    continue
+                if not (d.HasField("dim_value") and d.dim_value == s):
+                    d.Clear()
+                    d.dim_value = int(s)
+                    changed = True
+            return changed
     return False
 
 
 def has_dynamic_shapes(model: onnx.ModelProto) -> bool:
-    return any(None in _dims(vi) for vi in model.graph.input) or any(
+    """Dynamic axes past the batch axis, or shape computations to fold."""
+    return any(None in _dims(vi)[1:] for vi in model.graph.input) or any(
         n.op_type == "Shape" for n in model.graph.node)
 
 

@@ -48,6 +48,10 @@ def run(args) -> int:
         print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
               f"in {out}: lower --lr", file=sys.stderr)
         return 1
+    if result.stopped == "stalled":
+        print(f"{PROG}: the loss did not move in {result.iterations} iterations: the gradient vanishes at "
+              f"{', '.join(nodes)} (a saturated activation?); the reconstruction is the start image. Try another node",
+              file=sys.stderr)
     if result.stopped == "interrupted":
         print(f"{PROG}: interrupted; the best image so far and its metrics are in {out}", file=sys.stderr)
         return 130

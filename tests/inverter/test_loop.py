@@ -146,3 +146,26 @@ def test_sweep_writes_figure_tables_and_resumes(vgg16_bn, photo, tmp_path):
     again = run_sweep(vgg16_bn, photo, "lambda_tv", tmp_path, cfg, nodes=["conv1_2"], values=[1e-6, 1e-3],
                       progress=False)
     assert any(r["psnr_db"] == -1.0 for r in again["runs"])
+
+
+def test_a_loss_that_never_moves_is_reported_as_stalled(vgg16_bn):
+    """A saturated sigmoid has a gradient of ~e^-1000: the run must say it stalled, not 'done'."""
+    from inverter.objectives import Objective
+
+    flat = Objective.term("saturated", lambda image, feats: -torch.sigmoid(1000.0 + image.flatten(1).mean(1)))
+    run = optimize(vgg16_bn, flat, InversionConfig(iterations=12), torch.zeros(1, 3, 8, 8), progress=False)
+    assert run.stopped == "stalled"
+    moving = Objective.term("sum", lambda image, feats: image.flatten(1).pow(2).sum(1))
+    run = optimize(vgg16_bn, moving, InversionConfig(iterations=12), torch.ones(1, 3, 8, 8), progress=False)
+    assert run.stopped == "done"
+
+
+def test_unsupported_op_message_pairs_op_and_node():
+    import onnx
+
+    from converters.errors import unsupported_ops
+
+    nodes = [onnx.helper.make_node("Zeta", ["a"], ["b"], name="first"),
+             onnx.helper.make_node("Alpha", ["b"], ["c"], name="second")]
+    line = unsupported_ops(nodes, "op", "cut it")
+    assert "Zeta (node 'first')" in line and "Alpha" in line and "Alpha (node 'first')" not in line
