@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from inverter.cli.options import (PROG, add_common, add_config_options, add_input_spec_options, add_output,
-                                  config_from, emit, load_network, out_dir, safe_stem, split_weights)
+                                  assumptions, config_from, emit, load_network, out_dir, safe_stem, split_weights)
 
 
 def add_arguments(p) -> None:
@@ -37,7 +37,7 @@ def run(args) -> int:
     result = invert(network, image, nodes, config, weights=weights, progress=not args.quiet)
     files = write_result(result, out)
     summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
-    lines = []
+    lines = [f"note: {line}" for line in assumptions(network)]
     for b in range(result.image.shape[0]):
         errors = ", ".join(f"{k} {v[b]:.4f}" for k, v in result.feature_error.items())
         lines.append(f"{args.model.name}: feature error {errors}; PSNR {result.psnr[b]:.2f} dB, "

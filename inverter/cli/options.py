@@ -137,6 +137,17 @@ def load_network(args, path: Path | None = None):
     return Network(model, input_spec=spec, size=size_, path=path, input_name=input_name, **speed_options(args))
 
 
+def assumptions(network) -> list[str]:
+    """What the user should know about how the file was read: a guessed preprocessing, and the
+    notes of the loader (quantized weights made float, inputs fixed, nodes not converted)."""
+    spec = network.input_spec
+    lines = list(network.notes)
+    if spec.source.startswith("default"):
+        lines.insert(0, f"the model records no preprocessing; assuming {spec.channel_order} [0, {spec.scale:g}], "
+                        f"mean {list(spec.mean)}, std {list(spec.std)} (set --scale/--mean/--std/--channel-order)")
+    return lines
+
+
 def out_dir(args, default: Path | str) -> Path:
     from inverter.io.reports import prepare_out_dir
 

@@ -156,3 +156,16 @@ def test_demo_runs_without_flags_semantics(tmp_path):
     assert "figure:" in r.stdout
     rows = json.loads((tmp_path / "demo" / "sweep.json").read_text())["runs"]
     assert rows[0]["psnr_db"] > 15  # relu1_2 of real VGG16 keeps the photo
+
+
+def test_a_guessed_preprocessing_is_said_and_recorded(vgg16_bn_path, photo, tmp_path):
+    model = onnx.load(str(vgg16_bn_path))
+    del model.metadata_props[:]  # a file from another exporter: no recorded preprocessing
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    out = tmp_path / "run"
+    r = run_cli(bare, "--node", "conv1_1", "--image", photo, "--iterations", 2, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "records no preprocessing; assuming RGB [0, 1]" in r.stdout
+    recorded = json.loads((out / "metrics.json").read_text())["input"]
+    assert recorded["source"].startswith("default") and recorded["mean"] == pytest.approx([0.485, 0.456, 0.406])
