@@ -30,6 +30,7 @@ from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.onnx_io import prepare, read_onnx
 from converters.network.parity import ParityReport, check_parity
 from converters.network.rewrites import fold_batchnorm, inplace_relu
+from converters.network.safe_names import safe_copy
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class Network(nn.Module):
                              "invert-onnx needs exactly one image input")
         self.input_name = inputs[0].name
         self.input_spec = self._input_spec(model, inputs[0], input_spec, size)
+        safe, _ = safe_copy(model)  # onnx2torch and torch.fx see generated identifiers only
         try:
-            gm = onnx2torch.convert(model)
+            gm = onnx2torch.convert(safe)
         except Exception as exc:
             raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
@@ -64,7 +66,7 @@ class Network(nn.Module):
             p.requires_grad_(False)
         self.graph_module = gm
 
-        unique = list(OnnxGraph(model.graph).nodes)  # onnx2torch's module names, in graph order
+        unique = list(OnnxGraph(safe.graph).nodes)  # onnx2torch's module names (n0, n1 ...), in graph order
         self.nodes: list[NodeInfo] = [
             NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
                      outputs=list(n.output), module_name=unique[i])

@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from converters.errors import UserError, first_line
+from converters.network.safe_names import printable
 from inverter.cli.options import PROG, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger().setLevel(logging.ERROR)
         return args.run(args)
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)  # names in it are untrusted: one visible line
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an internal error: short message, traceback on request
         if debug:
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback)",
+        print(f"{PROG}: internal error: {type(exc).__name__}: {printable(first_line(exc))} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
 

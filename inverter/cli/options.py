@@ -140,7 +140,11 @@ def out_dir(args, default: Path | str) -> Path:
 
 def emit(args, summary: dict, line: str) -> None:
     """The command's one line, or its summary as JSON with --json."""
-    print(json.dumps(summary, indent=2, default=str) if args.json else line)
+    from converters.network.safe_names import printable
+
+    # model names in the line are untrusted: control characters shown escaped (JSON escapes its own)
+    print(json.dumps(summary, indent=2, default=str) if args.json
+          else "\n".join(printable(part) for part in line.split("\n")))
 
 
 def safe_stem(*names: str) -> str:
