@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from converters.frontends.atomic_output import save_onnx
 from converters.frontends.cleanup import drop_weight_identities, set_input_spec
 from converters.errors import ConversionError, ModelError, first_line, unsupported_ops
 from converters.input_spec import InputSpec, guess_layout
@@ -676,6 +677,6 @@ def _finish(model: onnx.ModelProto, out_path: Path, input_spec: InputSpec | None
     except Exception as exc:
         raise ConversionError(f"the ONNX graph tf2onnx made from {name} fails the checker: {first_line(exc)}") from None
     if not big:
-        onnx.save(model, str(out_path))
+        save_onnx(model, out_path)
     log.info("converted %s to %s (%d nodes, input %s)", name, out_path, len(model.graph.node), layout)
     return out_path

@@ -4,13 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
-                                  emit, load_network, out_dir)
+                                  check_index, emit, index, load_network, out_dir)
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("--image", type=Path, required=True)
-    p.add_argument("--target", type=int, required=True, help="class the model should answer")
+    p.add_argument("--target", type=index, required=True, help="class the model should answer")
     p.add_argument("--node", help="logits node (default: the model's output)")
     add_output(p, "runs/fool_MODEL_TARGET")
     add_common(p)
@@ -25,6 +25,7 @@ def run(args) -> int:
 
     out = out_dir(args, Path("runs") / f"fool_{args.model.stem}_{args.target}")
     network = load_network(args)
+    check_index(network, args.node or network.output_names[0], (args.target,), "--target", flat=True)
     rgb = load_image(args.image, network.input_spec.size)
     config = config_from(args)
     if args.lr is None:

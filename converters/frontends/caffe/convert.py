@@ -34,6 +34,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from converters.frontends.caffe.proto import LayerParameter, NetParameter, blob_array, read_caffemodel, read_prototxt
+from converters.frontends.atomic_output import save_onnx
 from converters.frontends.cleanup import set_input_spec
 from converters.errors import ConversionError, first_line
 from converters.input_spec import InputSpec
@@ -221,9 +222,7 @@ def _axis(axis: int, rank: int, layer: LayerParameter) -> int:
     return axis % rank
 
 
-def _pair(values, h_field: str | None, w_field: str | None, param, default: int | None, layer,
-          what: str) -> tuple[int, int]:
-    """Caffe's kernel/stride/pad/dilation: `x_h`/`x_w`, or one value for both, or one per axis."""
+def _pair_values(values, h_field, w_field, param, default) -> tuple[int, int] | None:
     if h_field and (param.HasField(h_field) or param.HasField(w_field)):
         return int(getattr(param, h_field)), int(getattr(param, w_field))
     values = [int(v) for v in values]
@@ -233,6 +232,19 @@ def _pair(values, h_field: str | None, w_field: str | None, param, default: int 
         return values[0], values[1]
     if not values and default is not None:
         return default, default
+    return None
+
+
+def _pair(values, h_field: str | None, w_field: str | None, param, default: int | None, layer,
+          what: str) -> tuple[int, int]:
+    """Caffe's kernel/stride/pad/dilation: `x_h`/`x_w`, or one value for both, or one per axis."""
+    pair = _pair_values(values, h_field, w_field, param, default)
+    if pair is not None:
+        least = 0 if what == "pad" else 1  # a stride, kernel or dilation of 0 divides by zero later
+        if min(pair) < least:
+            raise ConversionError(f"Caffe layer {layer.name!r}: {what} {pair[0]}x{pair[1]} is invalid; "
+                                  f"it must be >= {least}")
+        return pair
     raise ConversionError(f"Caffe layer {layer.name!r}: give the {what} as one value or two"
                           + (f" or {h_field}/{w_field}" if h_field else "") + " (2D layers only)")
 
@@ -294,6 +306,8 @@ def _convolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = _image(builder, layer)
     p, kernel, stride, pad, dilation = _conv_geometry(layer)
     group = int(p.group)
+    if group < 1:
+        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
     if c % group or p.num_output % group:
         raise ConversionError(f"Caffe layer {layer.name!r}: {c} input and {p.num_output} output channels "
                               f"do not split into {group} groups")
@@ -315,6 +329,9 @@ def _deconvolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = _image(builder, layer)
     p, kernel, stride, pad, dilation = _conv_geometry(layer)
     group = int(p.group)
+    if group < 1 or c % group or p.num_output % group:
+        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid for {c} input and "
+                              f"{p.num_output} output channels")
     blobs = builder.blobs(layer, 2 if p.bias_term else 1)
     weight = builder.fit(layer, blobs[0], (c, p.num_output // group, *kernel), "weight")  # (C_in, C_out/g, kh, kw)
     inputs = [x, builder.const(layer, "weight", weight)]
@@ -767,8 +784,7 @@ def caffe_to_onnx(prototxt: str | Path, caffemodel: str | Path, out_path: str | 
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the converted Caffe net fails the ONNX checker: {first_line(exc)}") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out_path))
+    save_onnx(model, out_path)
     log.info("converted %s (%d layers) to %s (%d nodes)", Path(prototxt).name, len(layers), out_path,
              len(model.graph.node))
     return out_path

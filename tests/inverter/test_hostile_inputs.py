@@ -1,0 +1,185 @@
+"""Issue 12, items 3-11: careless or hostile inputs end with one line and exit 2 (or 130), before the work."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hostile  # noqa: E402
+
+from inverter.cli.main import main  # noqa: E402
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def one_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert "internal error" not in err and "Traceback" not in err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- item 8: refused when parsed
+PARSE_CASES = {
+    "lr_inf": (["invert", "M", "--node", "a", "--image", "i", "--lr", "inf"], "lr"),
+    "lambda_tv_inf": (["invert", "M", "--node", "a", "--image", "i", "--lambda-tv", "inf"], "lambda"),
+    "init_scale_inf": (["invert", "M", "--node", "a", "--image", "i", "--init-scale", "inf"], "init"),
+    "alpha_inf": (["invert", "M", "--node", "a", "--image", "i", "--alpha", "inf"], "alpha"),
+    "lambda_alpha_huge": (["invert", "M", "--node", "a", "--image", "i", "--lambda-alpha", "1e300"], "lambda"),
+    "scale_nan": (["invert", "M", "--node", "a", "--image", "i", "--scale", "nan"], "finite"),
+    "scale_inf": (["invert", "M", "--node", "a", "--image", "i", "--scale", "inf"], "finite"),
+    "scale_zero": (["invert", "M", "--node", "a", "--image", "i", "--scale", "0"], "> 0"),
+    "mean_nan": (["invert", "M", "--node", "a", "--image", "i", "--mean", "nan,nan,nan"], "finite"),
+    "std_inf": (["invert", "M", "--node", "a", "--image", "i", "--std", "inf,inf,inf"], "finite"),
+    "seed_huge": (["invert", "M", "--node", "a", "--image", "i", "--seed", str(10**30)], "seed"),
+    "device_cuda_abc": (["invert", "M", "--node", "a", "--image", "i", "--device", "cuda:abc"], "device"),
+    "device_mps": (["invert", "M", "--node", "a", "--image", "i", "--device", "mps"], "mps"),
+    "channel_negative": (["visualize", "M", "--channel", "-1"], "index"),
+    "class_negative": (["visualize", "M", "--class", "-1"], "index"),
+    "saliency_class_negative": (["saliency", "M", "--image", "i", "--class", "-1"], "index"),
+    "target_negative": (["fool", "M", "--image", "i", "--target", "-1"], "index"),
+    "neuron_letters": (["visualize", "M", "--neuron", "a,b"], "neuron|whole number"),
+    "neuron_two": (["visualize", "M", "--neuron", "1,2"], "neuron"),
+    "scales_abc": (["visualize", "M", "--scales", "abc"], "numbers"),
+    "batch_zero": (["visualize", "M", "--batch", "0"], ">= 1"),
+    "batch_negative": (["visualize", "M", "--batch", "-3"], ">= 1"),
+    "sweep_values_abc": (["sweep", "M", "--image", "i", "--kind", "lr", "--values", "abc"], "numbers"),
+    "bench_batch_zero": (["bench", "M", "--node", "a", "--batch", "0"], ">= 1"),
+    "bench_seconds_zero": (["bench", "M", "--node", "a", "--seconds", "0"], "> 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(PARSE_CASES))
+def test_bad_values_refused_at_parse_time(case, capsys):
+    args, match = PARSE_CASES[case]
+    if case == "device_mps":
+        import torch
+
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            pytest.skip("this machine has MPS")
+    code, err = cli(capsys, *args)
+    line = one_line(err)
+    assert code == 2
+    import re
+
+    assert re.search(match, line), line
+    assert "not found" not in line  # refused before the (missing) model file was looked at
+
+
+def test_cuda_without_cuda(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    code, err = cli(capsys, "invert", "M", "--node", "a", "--image", "i", "--device", "cuda")
+    assert code == 2 and "CUDA" in one_line(err)
+
+
+def test_node_weight_nan_refused_before_model(capsys):
+    code, err = cli(capsys, "invert", "missing.onnx", "--node", "conv2=nan", "--image", "i")
+    assert code == 2 and "finite" in one_line(err)
+
+
+def test_library_config_shares_the_checks():
+    from inverter.config import ConfigError, InversionConfig
+
+    for bad in (dict(lr=math.inf), dict(lambda_tv=math.nan), dict(lambda_alpha=1e300), dict(seed=-1),
+                dict(device="cuda:abc")):
+        with pytest.raises(ConfigError):
+            InversionConfig(**bad)
+    InversionConfig(lr=0.5, lambda_alpha=1e-3, seed=2**62)  # in range: accepted
+
+
+# ---------------------------------------------------------------- item 7: user mistakes, exit 2
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    model = hostile.onnx_model(folder / "m.onnx", "", "node")
+    image = hostile.png(folder / "img.png", 20, 20, value=(120, 30, 200))
+    return model, image
+
+
+def test_out_of_range_indices_refused(small, capsys, tmp_path):
+    model, image = small
+    for args, match in [
+        (["visualize", model, "--node", "relu2", "--channel", "99999"], "channel 99999 is out of range"),
+        (["visualize", model, "--node", "relu2", "--neuron", "1,99,0"], "x 99 is out of range"),
+        (["visualize", model, "--class", "99999"], "class 99999"),
+        (["saliency", model, "--image", image, "--class", "99999"], "class 99999"),
+        (["fool", model, "--image", image, "--target", "99999"], "class 99999"),
+    ]:
+        code, err = cli(capsys, *args, "--out", tmp_path / "o", "--quiet", "--iterations" if args[0] != "saliency"
+                        else "--quiet", *(["1"] if args[0] != "saliency" else []))
+        assert code == 2 and match in one_line(err), (args, err)
+        # 4 channels, 16x16 x 4 = 1024 flat scores: the limit named is the model's
+    code, err = cli(capsys, "visualize", model, "--node", "relu2", "--channel", "4", "--out", tmp_path / "o2")
+    assert code == 2 and "0..3" in err
+
+
+def test_bad_out_folders(small, capsys, tmp_path):
+    model, image = small
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out in (a_file / "sub", tmp_path / ("x" * 300)):
+        code, err = cli(capsys, "saliency", model, "--image", image, "--out", out)
+        assert code == 2 and "--out" in one_line(err), err
+
+
+def test_convert_and_graph_o_naming_a_folder(small, capsys, tmp_path):
+    model, _ = small
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    code, err = cli(capsys, "graph", model, "--format", "dot", "-o", folder)
+    assert code == 2 and "folder" in one_line(err)
+    code, err = cli(capsys, "convert", model, "-o", folder)
+    assert code == 2 and "folder" in one_line(err)
+
+
+@pytest.mark.parametrize("field", ["stride", "pool_stride", "group"])
+def test_caffe_zero_geometry(field, tmp_path):
+    from converters import ConversionError
+    from converters.frontends.caffe.convert import caffe_to_onnx
+
+    prototxt, caffemodel = hostile.caffe_files(tmp_path, "x", **{field: 0})
+    with pytest.raises(ConversionError, match="invalid") as info:
+        caffe_to_onnx(prototxt, caffemodel, tmp_path / "o.onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_deeply_nested_prototxt(tmp_path):
+    from converters import ConversionError
+    from converters.frontends.caffe.proto import read_prototxt
+
+    with pytest.raises(ConversionError, match="deeply"):
+        read_prototxt(hostile.nested_prototxt(tmp_path / "deep.prototxt", 20000))
+
+
+# ---------------------------------------------------------------- item 4: atomic -o, never the source
+def test_convert_refuses_o_equal_to_source_and_keeps_a_good_file(small, capsys, tmp_path):
+    import shutil
+
+    model, _ = small
+    source = tmp_path / "m.onnx"
+    shutil.copy(model, source)
+    before = source.read_bytes()
+    code, err = cli(capsys, "convert", source, "-o", source)
+    assert code == 2 and "model being converted" in one_line(err)
+    assert source.read_bytes() == before
+    # a conversion that fails leaves the existing output as it was, and no temporary files
+    good = tmp_path / "good.onnx"
+    good.write_bytes(before)
+    broken = tmp_path / "broken.prototxt"
+    broken.write_text('layer { name: "a" type: "Nope" }')
+    code, err = cli(capsys, "convert", broken, "--weights", broken, "-o", good)
+    assert code == 2
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.prototxt", "good.onnx", "m.onnx"]
