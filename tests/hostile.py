@@ -115,7 +115,9 @@ def png(path: Path, width: int, height: int, mode: str = "RGB", value: int | Non
     if mode == "I;16":
         ramp = np.linspace(0, 65535 if value is None else value, width, dtype=np.float64)
         array = np.tile(ramp, (height, 1)).astype(np.uint16)
-        Image.fromarray(array, mode="I;16").save(path)
+        image = Image.fromarray(array)
+        assert image.mode.startswith("I;16"), image.mode
+        image.save(path)
     else:
         Image.new(mode, (width, height), color=0 if value is None else value).save(path)
     return path

@@ -183,3 +183,63 @@ def test_convert_refuses_o_equal_to_source_and_keeps_a_good_file(small, capsys, 
     assert code == 2
     assert good.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.prototxt", "good.onnx", "m.onnx"]
+
+
+# ---------------------------------------------------------------- items 3, 9: images
+def test_extreme_image_shapes_refused_before_work(tmp_path):
+    import tracemalloc
+
+    from inverter.io.images import ImageError, load_image
+
+    strip = hostile.png(tmp_path / "strip.png", 20000, 1)
+    assert strip.stat().st_size < 1000
+    tracemalloc.start()
+    with pytest.raises(ImageError, match="aspect ratio"):
+        load_image(strip, (224, 224))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6  # the issue measured 5.2 GB for this file
+    wide = hostile.png(tmp_path / "wide.png", 1_000_000, 1)
+    with pytest.raises(ImageError, match="aspect ratio"):
+        load_image(wide, (64, 64))
+
+
+def test_decompression_bomb_is_a_user_error(tmp_path, capsys, small):
+    from PIL import Image
+
+    model, _ = small
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 1-bit: a few KB on disk, 400 megapixels
+    code, err = cli(capsys, "saliency", model, "--image", bomb, "--out", tmp_path / "o")
+    assert code == 2 and "bomb.png" in one_line(err)
+
+
+def test_crop_then_resize_matches_resize_then_crop(tmp_path):
+    """The bounded path gives the image the old path gave (reference: Pillow resize of the whole, then crop)."""
+    from PIL import Image
+
+    from inverter.io.images import load_image
+
+    rng = np.random.default_rng(0)
+    array = (rng.uniform(size=(40, 120, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "wide.png"
+    Image.fromarray(array).save(path)
+    got = load_image(path, (32, 32))[0].permute(1, 2, 0).numpy()
+    ref = Image.fromarray(array).resize((96, 32), Image.Resampling.BICUBIC).crop((32, 0, 64, 32))
+    ref = np.asarray(ref, dtype=np.float32) / 255
+    assert np.abs(got - ref).mean() < 0.03
+
+
+def test_16_bit_grey_png_keeps_its_values(tmp_path):
+    from inverter.io.images import load_image
+
+    path = hostile.png(tmp_path / "g16.png", 64, 64, mode="I;16")  # a 0..65535 left-to-right ramp
+    got = load_image(path, (64, 64))[0]
+    assert torch_close(got[0], got[1]) and torch_close(got[1], got[2])  # grey
+    expected = np.linspace(0, 1, 64)  # independent reference: the ramp written
+    assert np.abs(got[0, 10].numpy() - expected).max() < 0.02
+    assert (got > 0.99).float().mean() < 0.05  # not white (the issue: 99% of pixels at 1.0)
+
+
+def torch_close(a, b) -> bool:
+    return float((a - b).abs().max()) < 1e-6
