@@ -30,6 +30,7 @@ from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.onnx_io import prepare, read_onnx
 from converters.network.parity import ParityReport, check_parity
 from converters.network.rewrites import fold_batchnorm, inplace_relu
+from converters.network.memory import check_memory
 from converters.network.safe_names import safe_copy
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ class Network(nn.Module):
 
     def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
                  size: tuple[int, int] | None = None, path: str | Path | None = None,
-                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False):
+                 channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False,
+                 max_memory: float | None = None):
+        """max_memory: bytes the model may need at this input size (estimated from the graph before it
+        runs; None: half the physical memory, math.inf: no limit)."""
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
@@ -56,6 +60,7 @@ class Network(nn.Module):
                              "invert-onnx needs exactly one image input")
         self.input_name = inputs[0].name
         self.input_spec = self._input_spec(model, inputs[0], input_spec, size)
+        self.memory_estimate = check_memory(model, self.input_name, self.input_spec.tensor_shape(1), max_memory)
         safe, _ = safe_copy(model)  # onnx2torch and torch.fx see generated identifiers only
         try:
             gm = onnx2torch.convert(safe)
@@ -239,9 +244,9 @@ def _spec_dict(spec: InputSpec) -> dict:
 
 def load(path: str | Path, *, input_spec: InputSpec | None = None,
          size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
-         inplace_relu: bool = False) -> Network:
+         inplace_relu: bool = False, max_memory: float | None = None) -> Network:
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
     return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
-                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu)
+                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, max_memory=max_memory)

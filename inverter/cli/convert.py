@@ -67,7 +67,8 @@ def _convert(args, output) -> tuple[dict, str]:
         spec = base.replace(**overrides) if any(v is not None for v in overrides.values()) else None
         out = to_onnx(args.source, output, weights=args.weights, size=size, input_spec=spec,
                       inputs=args.inputs, outputs=args.outputs)
-    network = load(out, size=size)
+    gb = args.max_memory
+    network = load(out, size=size, max_memory=gb * 2**30 if gb is not None else None)
     parity = network.check_parity()
     spec = network.input_spec
     summary = {"onnx": str(out), "nodes": len(network.nodes), "input": network.describe()["input"],

@@ -176,6 +176,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    parser.add_argument("--max-memory", type=positive_float, metavar="GB",
+                        help="memory a model may need at its input size (default: half the physical memory)")
 
 
 def add_output(parser: argparse.ArgumentParser, default: str) -> None:
@@ -223,7 +225,9 @@ def speed_options(args) -> dict:
     """channels-last memory, Conv+BN folding inside a cut, in-place ReLU: on unless --no-speedups
     (measured with `python -m benchmarks.run`: -20% per iteration on VGG16-BN, -38% on ResNet-50)."""
     on = not getattr(args, "no_speedups", False)
-    return {"channels_last": on, "fold_batchnorm": on, "inplace_relu": on}
+    gb = getattr(args, "max_memory", None)
+    return {"channels_last": on, "fold_batchnorm": on, "inplace_relu": on,
+            "max_memory": gb * 2**30 if gb is not None else None}
 
 
 def load_network(args, path: Path | None = None):

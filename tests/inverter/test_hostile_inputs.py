@@ -243,3 +243,45 @@ def test_16_bit_grey_png_keeps_its_values(tmp_path):
 
 def torch_close(a, b) -> bool:
     return float((a - b).abs().max()) < 1e-6
+
+
+# ---------------------------------------------------------------- item 5: memory estimated before running
+def test_memory_estimate_matches_the_tensors_and_refuses_past_the_limit(tmp_path, capsys, small):
+    import onnx
+
+    from converters import load
+    from converters.network.memory import MemoryLimitError, estimate_bytes
+
+    model, image = small
+    # independent reference: onnxruntime's values of every tensor of the small model, summed
+    proto = onnx.load(str(model))
+    expected = 4 * (3 * 16 * 16 + 4 * 3 * 9 + 4 + 4 * 4 * 9 + 4 * (4 * 16 * 16))  # x, w1, b1, w2, c1 r1 c2 y
+    assert estimate_bytes(proto, "x", (1, 3, 16, 16)) == expected
+    # a 1 KB model with a 115 GB ConstantOfShape: refused before anything is allocated
+    big = hostile.constant_of_shape_model(tmp_path / "big.onnx", 115 * 2**30 // 4)
+    assert big.stat().st_size < 2000
+    with pytest.raises(MemoryLimitError, match="--max-memory"):
+        load(big)
+    code, err = cli(capsys, "nodes", big)
+    assert code == 2 and "--max-memory" in one_line(err)
+    # the flag lifts the limit (here: a tiny limit refuses the small model, a larger one lets it run)
+    code, err = cli(capsys, "nodes", model, "--max-memory", "0.000001")
+    assert code == 2 and "--max-memory" in err
+    code, _ = cli(capsys, "nodes", model, "--max-memory", "1")
+    assert code == 0
+
+
+def test_declared_huge_input_refused(tmp_path):
+    import onnx
+
+    from converters import load
+    from converters.network.memory import MemoryLimitError
+
+    path = hostile.onnx_model(tmp_path / "m.onnx", "", "node")
+    proto = onnx.load(str(path))
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_value = dims[3].dim_value = 40000
+    onnx.save(proto, str(tmp_path / "huge.onnx"))
+    with pytest.raises(MemoryLimitError, match="40000x40000"):
+        load(tmp_path / "huge.onnx")
