@@ -140,5 +140,6 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         ssim=[ssim(pixels[b : b + 1], ref[b : b + 1]) for b in range(batch)],
         seconds=run.seconds, iterations=run.iterations, stopped=run.stopped, config=config,
         model=str(network.path) if network.path else None,
-        extra={"runs": [c.to_dict() for c in configs]} if configs else {},
+        extra={**({"runs": [c.to_dict() for c in configs]} if configs else {}),
+               **({"cause": run.cause} if run.cause else {})},
     )

@@ -285,3 +285,21 @@ def test_declared_huge_input_refused(tmp_path):
     onnx.save(proto, str(tmp_path / "huge.onnx"))
     with pytest.raises(MemoryLimitError, match="40000x40000"):
         load(tmp_path / "huge.onnx")
+
+
+# ---------------------------------------------------------------- item 8: a diverging run names its cause
+@pytest.mark.parametrize("settings, flag", [(dict(alpha=100.0, lambda_alpha=1.0, init_scale=5.0), "--alpha"),
+                                            (dict(beta=100.0, lambda_tv=1.0, init_scale=5.0), "--beta")])
+def test_divergence_names_the_likely_cause(settings, flag, small):
+    import torch
+
+    from converters import load
+    from inverter.config import InversionConfig
+    from inverter.methods.inversion import invert
+
+    model, _ = small
+    network = load(model)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    result = invert(network, image, ["relu2"], InversionConfig(iterations=3, **settings), progress=False)
+    assert result.stopped == "diverged"
+    assert flag in result.extra["cause"] and "--lr" not in result.extra["cause"]
