@@ -253,6 +253,17 @@ def out_dir(args, default: Path | str) -> Path:
     return prepare_out_dir(args.out or Path(default), args.force)
 
 
+def interrupted_exit(stopped: str, out) -> int | None:
+    """130 with one line when the run was interrupted (its partial results, marked so, are in `out`)."""
+    if stopped != "interrupted":
+        return None
+    import sys
+
+    print(f"{PROG}: interrupted; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
+          file=sys.stderr)
+    return 130
+
+
 def emit(args, summary: dict, line: str) -> None:
     """The command's one line, or its summary as JSON with --json."""
     from converters.network.safe_names import printable

@@ -26,10 +26,15 @@ def run(args) -> int:
     from inverter.presets import preset
     from inverter.studies.sweep import run_sweep
 
-    network = load_network(args)
+    from inverter.studies.sweep import SWEEP_MARKER
+
     out = Path(args.out or Path("runs") / f"sweep_{args.model.stem}_{args.kind}")
-    if out.is_dir() and any(out.iterdir()) and not (out / "runs").is_dir() and not args.force:
-        raise UserError(f"output folder {out} holds files that are not a sweep; choose another --out or --force")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a folder; choose another --out")
+    resumable = (out / "runs" / SWEEP_MARKER).is_file()  # a sweep's own folder (a user's runs/ is not)
+    if out.is_dir() and any(out.iterdir()) and not resumable and not args.force:
+        raise UserError(f"output folder {out} holds files that are not a sweep's; choose another --out or --force")
+    network = load_network(args)
     config = config_from(args)
     label = preset(args.preset)[1] if args.preset else "invert-onnx defaults"
     values = args.values

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, check_index,
-                                  config_from, emit, finite_float, index, load_network, neuron_index,
+                                  config_from, emit, finite_float, index, interrupted_exit, load_network, neuron_index,
                                   nonnegative_int, out_dir, positive_float_list, positive_int)
 from inverter.param import PARAMETERIZATIONS
 
@@ -58,4 +58,4 @@ def run(args) -> int:
              f"{run_.iterations} it)")
     summary = write_visualization(pixels, run_, what, out, title, config)
     emit(args, summary, f"{what}: {run_.iterations} iterations in {run_.seconds:.1f} s -> {summary['figure']}")
-    return 0
+    return interrupted_exit(run_.stopped, out) or 0

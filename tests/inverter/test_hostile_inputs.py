@@ -303,3 +303,45 @@ def test_divergence_names_the_likely_cause(settings, flag, small):
     result = invert(network, image, ["relu2"], InversionConfig(iterations=3, **settings), progress=False)
     assert result.stopped == "diverged"
     assert flag in result.extra["cause"] and "--lr" not in result.extra["cause"]
+
+
+# ---------------------------------------------------------------- items 6, 10: sweeps
+def test_sweep_refuses_a_users_folder_with_runs(small, capsys, tmp_path):
+    model, image = small
+    out = tmp_path / "mine"
+    (out / "runs").mkdir(parents=True)
+    (out / "sweep.csv").write_text("my,data\n")
+    code, err = cli(capsys, "sweep", model, "--image", image, "--kind", "lr", "--values", "0.1", "--out", out,
+                    "--iterations", 1, "--quiet")
+    assert code == 2 and "--force" in one_line(err)
+    assert (out / "sweep.csv").read_text() == "my,data\n"
+
+
+def test_interrupted_sweep_run_is_not_recorded_and_resume_redoes_it(small, tmp_path, monkeypatch):
+    import inverter.studies.sweep as sweep
+    from converters import load
+    from inverter.config import InversionConfig
+
+    model, image = small
+    network = load(model)
+    real, calls = sweep.invert, []
+
+    def interrupted_second(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(args[2])
+        if len(calls) == 2:
+            result.stopped = "interrupted"
+        return result
+
+    monkeypatch.setattr(sweep, "invert", interrupted_second)
+    config = InversionConfig(iterations=2)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(network, image, "lr", tmp_path, config, nodes=["relu1", "relu2"], values=[0.1], progress=False)
+    saved = sorted(p.name for p in (tmp_path / "runs").glob("*.json"))
+    assert len(saved) == 1 and "relu1" in saved[0]
+    calls.clear()
+    monkeypatch.setattr(sweep, "invert", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
+    summary = sweep.run_sweep(network, image, "lr", tmp_path, config, nodes=["relu1", "relu2"], values=[0.1],
+                              progress=False)
+    assert calls == ["relu2"]  # the finished run is reused, the interrupted one redone
+    assert len(summary["runs"]) == 2 and all(r["stopped"] == "done" for r in summary["runs"])
