@@ -41,6 +41,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def _forget_created() -> None:
+    reports = sys.modules.get("inverter.io.reports")
+    if reports is not None:
+        reports.CREATED.clear()
+
+
+def _remove_created() -> None:
+    """A failed command leaves no output folder it made (partial results of Ctrl-C stay, marked)."""
+    reports = sys.modules.get("inverter.io.reports")
+    if reports is not None:
+        reports.remove_created()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -60,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()  # measured: batch 8 on VGG16-BN 5.2 -> 9.6 images/s
         if getattr(args, "quiet", False):
             logging.getLogger().setLevel(logging.ERROR)
-        return args.run(args)
+        _forget_created()  # only this command's folders are ever removed
+        code = args.run(args)
+        _forget_created()
+        return code
     except UserError as exc:
+        _remove_created()
         print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)  # names in it are untrusted: one visible line
         return 2
     except KeyboardInterrupt:
@@ -71,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # an internal error: short message, traceback on request
+        _remove_created()
         if debug:
             raise
         print(f"{PROG}: internal error: {type(exc).__name__}: {printable(first_line(exc))} (rerun with --debug for the traceback)",

@@ -22,9 +22,25 @@ from converters.network.safe_names import printable  # noqa: E402
 from inverter.io.images import save_atomic, save_png, to_pil  # noqa: E402
 
 
+CREATED: list[Path] = []  # output folders this process made: removed again if the command fails
+
+
+def remove_created() -> None:
+    """Remove the output folders this process created (never one that existed before it)."""
+    import shutil
+
+    while CREATED:
+        shutil.rmtree(CREATED.pop(), ignore_errors=True)
+
+
 def prepare_out_dir(path: str | Path, force: bool) -> Path:
     path = Path(path)
     try:
+        top = path
+        while not top.parent.exists() and top.parent != top:
+            top = top.parent  # the first folder mkdir will make
+        if not top.exists():
+            CREATED.append(top)
         if path.exists() and not path.is_dir():
             raise UserError(f"output path {path} exists and is not a folder; choose another --out")
         if path.is_dir() and any(path.iterdir()) and not force:

@@ -345,3 +345,33 @@ def test_interrupted_sweep_run_is_not_recorded_and_resume_redoes_it(small, tmp_p
                               progress=False)
     assert calls == ["relu2"]  # the finished run is reused, the interrupted one redone
     assert len(summary["runs"]) == 2 and all(r["stopped"] == "done" for r in summary["runs"])
+
+
+# ---------------------------------------------------------------- item 11: failures leave nothing behind
+def test_failed_runs_remove_only_the_folders_they_made(small, capsys, tmp_path):
+    from inverter.io import reports
+
+    model, image = small
+    made = tmp_path / "new" / "run"
+    code, err = cli(capsys, "invert", model, "--node", "nope", "--image", image, "--out", made, "--iterations", 1)
+    assert code == 2 and "nope" in one_line(err)
+    assert not (tmp_path / "new").exists()  # created by this run: removed, parents too
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    code, _ = cli(capsys, "invert", model, "--node", "nope", "--image", image, "--out", mine, "--force",
+                  "--iterations", 1)
+    assert code == 2 and (mine / "keep.txt").read_text() == "x"  # a folder that existed stays as it was
+    assert reports.CREATED == []
+
+
+def test_fool_refuses_an_existing_out_before_work(small, capsys, tmp_path, monkeypatch):
+    import inverter.methods.fooling as fooling
+
+    model, image = small
+    out = tmp_path / "full"
+    out.mkdir()
+    (out / "x").write_text("x")
+    monkeypatch.setattr(fooling, "fool", lambda *a, **k: pytest.fail("work started before --out was checked"))
+    code, err = cli(capsys, "fool", model, "--image", image, "--target", 1, "--out", out)
+    assert code == 2 and "--force" in one_line(err)
