@@ -18,7 +18,7 @@ INITS = ("noise", "zeros", "image")
 DTYPES = ("float32", "float64")
 CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES}  # the CLI offers these
 # generous bounds: far past any useful setting, short of overflow (1e300 * a loss is inf)
-MAX_LR = 1e3
+MAX_LR = 1e30  # a huge finite rate is a legitimate way to make a run diverge (tests do); inf is not
 MAX_LAMBDA = 1e6
 MAX_EXPONENT = 100.0
 MAX_INIT_SCALE = 1e3

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         if not argv:
             parser.print_help(sys.stderr)
+            print(f"{PROG}: error: give a command, or MODEL.onnx --node NAME --image IMG", file=sys.stderr)
             return 2
         if argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
             argv = [DEFAULT_COMMAND] + argv
