@@ -27,15 +27,17 @@ QUICK_MODELS = [("vgg16_bn_features", "conv3_1", 64), ("alexnet", "features.7", 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inverter.cli.options import nonnegative_int, positive_int  # refused when parsed, as the CLI does
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="architecture name or ONNX file (repeatable, with --node)")
     parser.add_argument("--node", action="append", help="node to cut at, one per --model")
-    parser.add_argument("--size", type=int, nargs="+", help="input sides (default: the model's own, 224)")
-    parser.add_argument("--batches", type=int, nargs="+", default=None, help="batch sizes (default 1 2 4 8)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 15)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--size", type=positive_int, nargs="+", help="input sides (default: the model's own, 224)")
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=None, help="batch sizes (default 1 2 4 8)")
+    parser.add_argument("--repeats", type=positive_int, default=None, help="timed rounds per variant (default 15)")
+    parser.add_argument("--warmup", type=nonnegative_int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--no-native", action="store_true")
     parser.add_argument("--no-onnxruntime", action="store_true")
     parser.add_argument("--no-full", action="store_true")

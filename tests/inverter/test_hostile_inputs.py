@@ -375,3 +375,12 @@ def test_fool_refuses_an_existing_out_before_work(small, capsys, tmp_path, monke
     monkeypatch.setattr(fooling, "fool", lambda *a, **k: pytest.fail("work started before --out was checked"))
     code, err = cli(capsys, "fool", model, "--image", image, "--target", 1, "--out", out)
     assert code == 2 and "--force" in one_line(err)
+
+
+@pytest.mark.parametrize("flag", ["--repeats", "--size", "--batches"])
+def test_benchmark_harness_refuses_zero_when_parsed(flag, capsys):
+    from benchmarks.run import main as bench_main
+
+    with pytest.raises(SystemExit) as info:
+        bench_main([flag, "0"])
+    assert info.value.code == 2 and ">= 1" in capsys.readouterr().err
