@@ -384,3 +384,52 @@ def test_benchmark_harness_refuses_zero_when_parsed(flag, capsys):
     with pytest.raises(SystemExit) as info:
         bench_main([flag, "0"])
     assert info.value.code == 2 and ">= 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- item 6: Ctrl-C in every command
+def _interrupting(real):
+    """optimize, as if Ctrl-C came after the first step (the loop turns it into stopped="interrupted")."""
+    def optimize(*args, **kwargs):
+        import dataclasses
+
+        config = args[2]
+        run = real(*args[:2], config.replace(iterations=1), *args[3:], **kwargs)
+        return dataclasses.replace(run, stopped="interrupted")
+    return optimize
+
+
+@pytest.mark.parametrize("command", ["visualize", "style", "fool"])
+def test_ctrl_c_exits_130_with_results_marked(command, small, capsys, tmp_path, monkeypatch):
+    import json
+
+    import inverter.methods.fooling as fooling
+    import inverter.methods.style as style
+    import inverter.methods.visualization as visualization
+
+    module = {"visualize": visualization, "style": style, "fool": fooling}[command]
+    monkeypatch.setattr(module, "optimize", _interrupting(module.optimize))
+    model, image = small
+    out = tmp_path / "o"
+    args = {"visualize": ["--node", "relu2", "--channel", 1],
+            "style": ["--content", image, "--style", image, "--style-node", "relu1", "--content-node", "relu2"],
+            "fool": ["--image", image, "--target", 3]}[command]
+    code, err = cli(capsys, command, model, *args, "--out", out, "--iterations", 5, "--quiet")
+    assert code == 130 and "interrupted" in one_line(err)
+    metrics = next(out.glob("*.json"))
+    assert json.loads(metrics.read_text())["stopped"] == "interrupted"
+
+
+def test_interrupt_while_saving_leaves_each_file_whole(tmp_path):
+    from inverter.io.images import save_atomic
+
+    path = tmp_path / "metrics.json"
+    path.write_text("old and whole")
+
+    def half_then_ctrl_c(tmp):
+        tmp.write_text("new but ha")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic(path, half_then_ctrl_c)
+    assert path.read_text() == "old and whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
