@@ -27,6 +27,8 @@ QUICK_MODELS = [("vgg16_bn_features", "conv3_1", 64), ("alexnet", "features.7", 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inverter.cli.options import nonnegative_int, positive_int  # refused when parsed, as the CLI does
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="architecture name or ONNX file (repeatable, with --node)")
     parser.add_argument("--node", action="append", help="node to cut at, one per --model")

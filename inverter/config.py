@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 
 from converters.errors import UserError
@@ -15,6 +17,32 @@ OPTIMIZERS = ("adam", "sgd")
 INITS = ("noise", "zeros", "image")
 DTYPES = ("float32", "float64")
 CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES}  # the CLI offers these
+# generous bounds: far past any useful setting, short of overflow (1e300 * a loss is inf)
+MAX_LR = 1e30  # a huge finite rate is a legitimate way to make a run diverge (tests do); inf is not
+MAX_LAMBDA = 1e6
+MAX_EXPONENT = 100.0
+MAX_INIT_SCALE = 1e3
+MAX_ITERATIONS = 10**7
+_DEVICE = re.compile(r"(cpu|mps|cuda(:\d+)?)")
+
+
+def check_device(device: str) -> None:
+    """`cpu`, `cuda`, `cuda:N` or `mps`, and present on this machine (else ConfigError)."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    if device == "cpu":
+        return
+    import torch
+
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("device mps is not available on this machine; use --device cpu")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {device} is not available: this torch sees no CUDA GPU; use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 @dataclass
@@ -40,25 +68,36 @@ class InversionConfig:
         self.validate()
 
     def validate(self) -> None:
+        floats = ("lr", "momentum", "decay_factor", "lambda_alpha", "alpha", "lambda_tv", "beta", "init_scale")
+        for name in floats:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, not {value!r}")
         checks = [
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}"),
-            (self.lr > 0, f"lr must be > 0, not {self.lr}"),
+            (0 < self.lr <= MAX_LR, f"lr must be in (0, {MAX_LR:g}], not {self.lr}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), not {self.momentum}"),
-            (isinstance(self.iterations, int) and self.iterations >= 0,
-             f"iterations must be a whole number >= 0, not {self.iterations}"),
+            (isinstance(self.iterations, int) and 0 <= self.iterations <= MAX_ITERATIONS,
+             f"iterations must be a whole number in [0, {MAX_ITERATIONS}], not {self.iterations}"),
             (0 < self.decay_factor <= 1, f"decay_factor must be in (0, 1], not {self.decay_factor}"),
             (self.decay_every >= 0, f"decay_every must be >= 0, not {self.decay_every}"),
-            (self.lambda_alpha >= 0 and self.lambda_tv >= 0, "lambda_alpha and lambda_tv must be >= 0"),
-            (self.alpha > 0 and self.beta > 0, "alpha and beta must be > 0"),
+            (0 <= self.lambda_alpha <= MAX_LAMBDA and 0 <= self.lambda_tv <= MAX_LAMBDA,
+             f"lambda_alpha and lambda_tv must be in [0, {MAX_LAMBDA:g}], not {self.lambda_alpha:g} and "
+             f"{self.lambda_tv:g}"),
+            (0 < self.alpha <= MAX_EXPONENT and 0 < self.beta <= MAX_EXPONENT,
+             f"alpha and beta must be in (0, {MAX_EXPONENT:g}], not {self.alpha:g} and {self.beta:g}"),
             (self.jitter >= 0, f"jitter must be >= 0, not {self.jitter}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
-            (self.init_scale >= 0, "init_scale must be >= 0"),
+            (0 <= self.init_scale <= MAX_INIT_SCALE, f"init_scale must be in [0, {MAX_INIT_SCALE:g}], "
+                                                     f"not {self.init_scale:g}"),
+            (isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be a whole number in [0, 2**63), "
+                                                                   f"not {self.seed}"),
             (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}"),
-            (self.device == "cpu" or self.device.startswith(("cuda", "mps")), f"unknown device {self.device!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_device(self.device)
 
     def replace(self, **changes) -> "InversionConfig":
         return dataclasses.replace(self, **changes)

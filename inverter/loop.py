@@ -33,6 +33,7 @@ class Run:
     iterations: int
     stopped: str  # "done" | "diverged" | "interrupted" | "target reached" | "stalled"
     seconds: float
+    cause: str = ""  # when diverged: the likely cause and the flag to change
 
     def summary(self) -> dict:
         """Iterations, time, why it stopped, and each loss term at the first and last iteration."""
@@ -94,7 +95,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
     with torch.no_grad():
         best = param.image().detach().clone()
     best_loss = torch.full((batch,), float("inf"), device=device, dtype=dtype)
-    stopped, it = "done", 0
+    stopped, it, cause = "done", 0, ""
     start = time.perf_counter()
     bar = tqdm(total=config.iterations, disable=not progress, desc="optimising", unit="it", leave=False)
     try:
@@ -107,6 +108,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
             total = sum(terms.values())
             if not torch.isfinite(total).all():
                 stopped = "diverged"
+                cause = divergence_cause(terms, it, config)
                 log.warning("loss became %s at iteration %d; keeping the last finite image",
                             float(total.detach().sum()), it)
                 it -= 1
@@ -144,4 +146,21 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
         stopped = "stalled"
         log.warning("the loss did not move in %d iterations: the gradient vanishes at this node (a saturated "
                     "activation, or a node the image does not reach); try another node or --init image", it)
-    return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds)
+    return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds, cause=cause)
+
+
+def divergence_cause(terms: dict[str, torch.Tensor], iteration: int, config: InversionConfig) -> str:
+    """Which term left the finite range, and the setting most likely to blame."""
+    bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+    listed = ", ".join(bad) or "the total"
+    if "alpha_norm" in bad:
+        return (f"the alpha-norm prior overflowed (alpha {config.alpha:g}, lambda_alpha {config.lambda_alpha:g}): "
+                "lower --alpha or --lambda-alpha")
+    if "tv" in bad:
+        return (f"the TV prior overflowed (beta {config.beta:g}, lambda_tv {config.lambda_tv:g}): "
+                "lower --beta or --lambda-tv")
+    if iteration == 1:
+        return (f"the loss ({listed}) is not finite at the start image: the model's features or the "
+                "preprocessing (--mean/--std/--scale) give inf or nan; check them")
+    hint = " or use --dtype float64" if config.dtype == "float32" else ""
+    return f"{listed} overflowed after {iteration - 1} steps at lr {config.lr:g}: lower --lr{hint}"

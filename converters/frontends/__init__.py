@@ -16,6 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from converters.errors import ConversionError, ModelError
+from converters.frontends.atomic_output import atomic_output, check_output
 from converters.input_spec import InputSpec
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -102,7 +103,7 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
     inputs/outputs: tensor names for frozen TensorFlow graphs.
     """
     framework = detect_framework(source)
-    out_path = Path(out_path)
+    out_path = check_output(out_path, [source, weights])  # never a folder, never the source itself
     hw = tuple(size) if size else (224, 224)
     if framework == "pytorch":
         from converters.frontends.pytorch import export_module
@@ -137,7 +138,6 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
     from converters.network.network import read_onnx
 
     read_onnx(source)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if Path(source).resolve() != out_path.resolve():
-        shutil.copyfile(source, out_path)
+    with atomic_output(out_path, [source]) as tmp:
+        shutil.copyfile(source, tmp)
     return out_path

@@ -10,6 +10,7 @@ import onnx
 import torch
 from torch import nn
 
+from converters.frontends.atomic_output import save_onnx
 from converters.frontends.cleanup import drop_weight_identities, set_input_spec
 from converters.errors import ConversionError, first_line
 from converters.input_spec import InputSpec
@@ -43,8 +44,7 @@ def export_module(module: nn.Module, path: str | Path, *, size: tuple[int, int] 
     model = set_input_spec(model, spec)
     model.producer_name = "invert-onnx (torch.onnx)"
     onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    save_onnx(model, path)
     log.info("exported %s to %s (%d nodes)", type(module).__name__, path, len(model.graph.node))
     return path
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from converters.errors import UserError, first_line
 from converters.network.edges import producers
 from converters.network.network import Network
+from converters.network.safe_names import printable
 
 FORMATS = ("json", "dot", "svg", "html", "md")
 
@@ -45,14 +46,20 @@ def _label(node: dict) -> str:
     return f"{short}\n{node['op']} {shape}\nRF {rf}"
 
 
+def dot_string(text: str) -> str:
+    """`text` as the inside of a DOT quoted string: quotes and backslashes escaped, line breaks
+    as DOT's `\\n`, control characters made visible (names are untrusted data)."""
+    lines = [printable(line).replace("\\", "\\\\").replace('"', '\\"') for line in str(text).split("\n")]
+    return "\\n".join(lines)
+
+
 def to_dot(data: dict) -> str:
+    source = f'{data["input"]["name"]}\n{data["input"]["layout"]} {data["input"]["size"][0]}x{data["input"]["size"][1]}'
     lines = ["digraph network {", '  rankdir=TB; node [shape=box, fontname="Helvetica", fontsize=10];',
-             f'  input [label="{data["input"]["name"]}\\n{data["input"]["layout"]} '
-             f'{data["input"]["size"][0]}x{data["input"]["size"][1]}", shape=ellipse];']
+             f'  input [label="{dot_string(source)}", shape=ellipse];']
     for n in data["nodes"]:
         style = ', style=filled, fillcolor="#ffd54f", penwidth=2' if n["highlight"] else ""
-        label = _label(n).replace('"', "'").replace("\n", "\\n")
-        lines.append(f'  n{n["id"]} [label="{label}", tooltip="{html.escape(n["name"])}"{style}];')
+        lines.append(f'  n{n["id"]} [label="{dot_string(_label(n))}", tooltip="{dot_string(n["name"])}"{style}];')
     has_input = {e["to"] for e in data["edges"]}
     for n in data["nodes"]:
         if n["id"] not in has_input:
@@ -131,6 +138,11 @@ for(const r of document.querySelectorAll('#t tr')){{if(r.querySelector('td'))r.s
 """
 
 
+def _md(text: str) -> str:
+    """A name inside a Markdown table cell: visible control characters, no cell or code breaks."""
+    return printable(text).replace("|", "\\|").replace("`", "'")
+
+
 def to_markdown(data: dict) -> str:
     """A node table and a Mermaid flowchart (rendered by GitHub and most Markdown viewers)."""
     lines = [f"# {Path(data['model']).name if data['model'] else 'network'}", "",
@@ -139,11 +151,12 @@ def to_markdown(data: dict) -> str:
         mark = "**" if n["highlight"] else ""
         shape = "x".join(map(str, n["shape"])) if n["shape"] else "?"
         rf = "all" if n["receptive_field"] is None else n["receptive_field"]
-        lines.append(f"| {mark}`{n['name']}`{mark} | {n['op']} | {shape} | {rf} | {', '.join(n['aliases'])} |")
+        name, aliases = _md(n["name"]), _md(", ".join(n["aliases"]))
+        lines.append(f"| {mark}`{name}`{mark} | {_md(n['op'])} | {shape} | {rf} | {aliases} |")
     lines += ["", "```mermaid", "flowchart TD"]
     for n in data["nodes"]:
-        text = (n["aliases"][0] if n["aliases"] else n["name"]).replace('"', "'")
-        lines.append(f'  n{n["id"]}["{text}<br/>{n["op"]}"]')
+        text = html.escape(printable(n["aliases"][0] if n["aliases"] else n["name"]))
+        lines.append(f'  n{n["id"]}["{text}<br/>{html.escape(printable(n["op"]))}"]')
         if n["highlight"]:
             lines.append(f"  style n{n['id']} fill:#ffd54f,stroke:#333,stroke-width:2px")
     lines += [f"  n{e['from']} --> n{e['to']}" for e in data["edges"]]

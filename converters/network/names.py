@@ -28,7 +28,7 @@ class NodeInfo:
     op_type: str
     inputs: list[str]
     outputs: list[str]
-    module_name: str  # the onnx2torch submodule
+    module_name: str  # the onnx2torch submodule: a generated identifier (converters.network.safe_names)
     shape: tuple[int, ...] | None = None  # first output, at the network's input size
     aliases: list[str] = field(default_factory=list)
     receptive_field: int | None = None  # pixels along one side; None: the whole image
@@ -159,7 +159,7 @@ def assign_aliases(nodes: list[NodeInfo], initializers: set[str]) -> None:
     """Fill each node's `aliases`, most specific first."""
     by_name = {n.name: n for n in nodes}
     for node in nodes:
-        node.aliases = [a for a in [node.module_name] if a != node.name]
+        node.aliases = []  # module names are generated identifiers (safe_names), not user names
     for alias, target in canonical_aliases(nodes, initializers).items():
         by_name[target].aliases.append(alias)
     # A module path or scope names its last node: `layer2.1` -> the block's final ReLU.

@@ -31,6 +31,8 @@ from converters.network.edges import producers
 from converters.network.onnx_io import prepare, read_onnx
 from converters.network.parity import ParityReport, check_parity
 from converters.network.rewrites import fold_batchnorm, inplace_relu
+from converters.network.memory import check_memory
+from converters.network.safe_names import safe_copy
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,10 @@ class Network(nn.Module):
     def __init__(self, model: onnx.ModelProto, *, input_spec: InputSpec | None = None,
                  size: tuple[int, int] | None = None, path: str | Path | None = None,
                  channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False,
-                 input_name: str | None = None, other_inputs: dict[str, np.ndarray] | None = None):
+                 input_name: str | None = None, other_inputs: dict[str, np.ndarray] | None = None,
+                 max_memory: float | None = None):
+        """max_memory: bytes the model may need at this input size (estimated from the graph before it
+        runs; None: half the physical memory, math.inf: no limit)."""
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
@@ -65,6 +70,8 @@ class Network(nn.Module):
         self.input_name = chosen.name
         self.input_spec = self._input_spec(model, chosen, input_spec, size)
         shape = self.input_spec.tensor_shape(1)
+        # before anything folds or runs the graph: a 1 KB file may declare a 115 GB tensor
+        self.memory_estimate = check_memory(model, self.input_name, shape, max_memory)
         if normalise.fix_input_shape(model, chosen.name, shape) or normalise.has_dynamic_shapes(model) or moved:
             model = normalise.fold_shapes(model)
         if self.quantized:
@@ -79,8 +86,9 @@ class Network(nn.Module):
             raise ModelError(unsupported_ops(bad, "op", "onnx2torch has no converter for it and no node "
                                              "before it can be inverted; replace the op"))
         initializers = {t.name for t in model.graph.initializer}
+        safe, _ = safe_copy(converted)  # onnx2torch and torch.fx see generated identifiers only
         try:
-            gm = onnx2torch.convert(converted)
+            gm = onnx2torch.convert(safe)
         except Exception as exc:
             raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
@@ -88,8 +96,8 @@ class Network(nn.Module):
             p.requires_grad_(False)
         self.graph_module = gm
 
-        # onnx2torch's module names, in graph order, for the converted nodes
-        module_of = dict(zip((n.name for n in converted.graph.node), OnnxGraph(converted.graph).nodes))
+        # onnx2torch's module names (generated: n0, n1 ...), in graph order, for the converted nodes
+        module_of = dict(zip((n.name for n in converted.graph.node), OnnxGraph(safe.graph).nodes))
         self.nodes: list[NodeInfo] = [
             NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
                      outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name))
@@ -310,9 +318,10 @@ def _spec_dict(spec: InputSpec) -> dict:
 
 def load(path: str | Path, *, input_spec: InputSpec | None = None,
          size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
-         inplace_relu: bool = False, input_name: str | None = None) -> Network:
+         inplace_relu: bool = False, input_name: str | None = None, max_memory: float | None = None) -> Network:
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
     return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
-                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name)
+                   fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name,
+                   max_memory=max_memory)

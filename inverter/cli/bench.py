@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import add_common, add_input_spec_options, emit, load_network
+from inverter.cli.options import add_common, add_input_spec_options, emit, load_network, positive_float, positive_int
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", type=Path, help="an .onnx file")
     p.add_argument("--node", required=True)
-    p.add_argument("--batch", type=int, default=1, help="images per step")
-    p.add_argument("--seconds", type=float, default=2.0, help="measuring time per variant")
+    p.add_argument("--batch", type=positive_int, default=1, help="images per step")
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="measuring time per variant")
     add_common(p)
     add_input_spec_options(p)
 

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
-                                  load_network, out_dir, safe_stem)
+                                  interrupted_exit, load_network, out_dir, safe_stem)
 
 
 def add_arguments(p) -> None:
@@ -35,4 +35,5 @@ def run(args) -> int:
     else:
         print(markdown_table(json.loads(files["json"].read_text())["rows"]), end="")
         print(f"grid: {files['grid']}")
-    return 0
+    stopped = "interrupted" if any(r.stopped == "interrupted" for r in results.values()) else "done"
+    return interrupted_exit(stopped, out) or 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import add_common, add_input_spec_options, emit, spec_overrides
+from inverter.cli.options import add_common, add_input_spec_options, config_value, emit, spec_overrides
 
 
 def add_arguments(p) -> None:
@@ -15,7 +15,7 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--weights", type=Path, help="the .caffemodel of a .prototxt")
     p.add_argument("--arch", help="architecture of a state_dict, or a zoo model to export (vgg16_hed, ...)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random weights for --arch without weights")
+    p.add_argument("--seed", type=config_value("seed", int), default=0, help="seed of random weights for --arch without weights")
     p.add_argument("--inputs", nargs="+", help="input tensor names (frozen TensorFlow graphs)")
     p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs)")
     add_common(p)
@@ -23,6 +23,16 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from converters.frontends.atomic_output import atomic_output
+
+    with atomic_output(args.output, [args.source, args.weights]) as tmp:  # replaced only once the check passes
+        summary, line = _convert(args, tmp)
+    summary["onnx"] = str(args.output)
+    emit(args, summary, f"{args.output}: {line}")
+    return 0
+
+
+def _convert(args, output) -> tuple[dict, str]:
     from converters import load, to_onnx
     from converters.input_spec import InputSpec
     from inverter.config import ConfigError
@@ -40,9 +50,9 @@ def run(args) -> int:
         if args.source is None:
             from converters.frontends.pytorch import export_module
 
-            out = export_module(build(args.arch, seed=args.seed), args.output, size=size, input_spec=spec)
+            out = export_module(build(args.arch, seed=args.seed), output, size=size, input_spec=spec)
         else:
-            out = to_onnx(args.source, args.output, architecture=build(args.arch, seed=args.seed),
+            out = to_onnx(args.source, output, architecture=build(args.arch, seed=args.seed),
                           size=size, input_spec=spec)
     elif args.source is None:
         raise ConfigError("give a model to convert, or --arch NAME for a model of the zoo")
@@ -55,13 +65,13 @@ def run(args) -> int:
 
             base = CAFFE_SPEC
         spec = base.replace(**overrides) if any(v is not None for v in overrides.values()) else None
-        out = to_onnx(args.source, args.output, weights=args.weights, size=size, input_spec=spec,
+        out = to_onnx(args.source, output, weights=args.weights, size=size, input_spec=spec,
                       inputs=args.inputs, outputs=args.outputs)
-    network = load(out, size=size)
+    gb = args.max_memory
+    network = load(out, size=size, max_memory=gb * 2**30 if gb is not None else None)
     parity = network.check_parity()
     spec = network.input_spec
     summary = {"onnx": str(out), "nodes": len(network.nodes), "input": network.describe()["input"],
                "parity_vs_onnxruntime": parity.max_error}
-    emit(args, summary, f"{out}: {len(network.nodes)} nodes, input {spec.layout} {spec.size[0]}x{spec.size[1]} "
-                        f"{spec.channel_order}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")
-    return 0
+    return summary, (f"{len(network.nodes)} nodes, input {spec.layout} {spec.size[0]}x{spec.size[1]} "
+                     f"{spec.channel_order}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")

@@ -32,10 +32,10 @@ def run(args) -> int:
 
     if args.out is None and DEFAULT_OUT.is_dir():  # the default folder is the demo's own: a new run replaces it
         shutil.rmtree(DEFAULT_OUT)
+    config = config_from(args)  # settings are checked before the 58 MB model is written
     out = prepare_out_dir(args.out or DEFAULT_OUT, args.force)
     model_path = export("vgg16_hed", out / "vgg16_hed.onnx")
     network = load(model_path, **speed_options(args))
-    config = config_from(args)
     nodes = args.node or DEMO_NODES
     summary = run_sweep(network, demo_image(), "layer", out, config, nodes=nodes, progress=not args.quiet,
                         title=f"What each layer of VGG16 (HED weights) keeps: {config.optimizer}, "

@@ -46,7 +46,7 @@ def run(args) -> int:
     emit(args, summary, "\n".join(lines))
     if result.stopped == "diverged":
         print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
-              f"in {out}: lower --lr", file=sys.stderr)
+              f"in {out}; {result.extra.get('cause') or 'lower --lr'}", file=sys.stderr)
         return 1
     if result.stopped == "stalled":
         print(f"{PROG}: the loss did not move in {result.iterations} iterations: the gradient vanishes at "

@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from converters.errors import UserError, first_line
+from converters.network.safe_names import printable
 from inverter.cli.options import PROG, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
@@ -40,6 +41,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def _forget_created() -> None:
+    reports = sys.modules.get("inverter.io.reports")
+    if reports is not None:
+        reports.CREATED.clear()
+
+
+def _remove_created() -> None:
+    """A failed command leaves no output folder it made (partial results of Ctrl-C stay, marked)."""
+    reports = sys.modules.get("inverter.io.reports")
+    if reports is not None:
+        reports.remove_created()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -51,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser = build_parser()
         if not argv:
             parser.print_help(sys.stderr)
+            print(f"{PROG}: error: give a command, or MODEL.onnx --node NAME --image IMG", file=sys.stderr)
             return 2
         if argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
             argv = [DEFAULT_COMMAND] + argv
@@ -60,9 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()  # measured: batch 8 on VGG16-BN 5.2 -> 9.6 images/s
         if getattr(args, "quiet", False):
             logging.getLogger().setLevel(logging.ERROR)
-        return args.run(args)
+        _forget_created()  # only this command's folders are ever removed
+        code = args.run(args)
+        _forget_created()
+        return code
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        _remove_created()
+        print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)  # names in it are untrusted: one visible line
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -71,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # an internal error: short message, traceback on request
+        _remove_created()
         if debug:
             raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback)",
+        print(f"{PROG}: internal error: {type(exc).__name__}: {printable(first_line(exc))} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
 

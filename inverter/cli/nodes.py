@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from converters.network.safe_names import printable
 from inverter.cli.options import add_common, add_input_spec_options, load_network
 
 
@@ -24,11 +25,12 @@ def run(args) -> int:
         print(json.dumps({"model": network.describe(), "nodes": rows}, indent=2))
         return 0
     spec = network.input_spec
-    print(f"{args.model}: {len(network.nodes)} nodes ({len(rows)} listed); input {network.input_name} {spec.layout} "
+    print(f"{printable(args.model)}: {len(network.nodes)} nodes ({len(rows)} listed); input {printable(network.input_name)} {spec.layout} "
           f"{spec.size[0]}x{spec.size[1]} {spec.channel_order} [0, {spec.scale:g}] ({spec.source})")
     print(f"{'node':<48} {'op':<20} {'shape':<20} {'RF':>5}  aliases")
     for r in rows:
         shape = "x".join(str(d) for d in r["shape"]) if r["shape"] else "?"
         rf = "all" if r["receptive_field"] is None else str(r["receptive_field"])
-        print(f"{r['name']:<48} {r['op']:<20} {shape:<20} {rf:>5}  {', '.join(r['aliases'])}")
+        aliases = ", ".join(printable(a) for a in r["aliases"])
+        print(f"{printable(r['name']):<48} {printable(r['op']):<20} {shape:<20} {rf:>5}  {aliases}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from converters.errors import UserError
@@ -26,15 +27,120 @@ def size(text: str) -> tuple[int, int]:
     return parse_size(text)
 
 
-def floats3(text: str) -> tuple[float, ...]:
-    """Comma-separated numbers, one per input channel (the count is checked against the model)."""
+class BadValue(argparse.ArgumentTypeError):
+    """A flag's value refused while parsing: argparse names the flag, Parser.error makes it one line, exit 2."""
+
+
+def _number(text: str, kind=float, what: str = "a number"):
     try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise BadValue(f"expected {what}, not {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise BadValue(f"expected a finite number, not {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return _number(text)
+
+
+def positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise BadValue(f"expected a number > 0, not {text!r}")
+    return value
+
+
+def index(text: str) -> int:
+    """A channel, class or target index: a whole number >= 0 (the model bounds it when loaded)."""
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise BadValue(f"expected an index >= 0, not {text!r} (negative indices are not accepted)")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 1:
+        raise BadValue(f"expected a whole number >= 1, not {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _number(text, int, "a whole number")
+    if value < 0:
+        raise BadValue(f"expected a whole number >= 0, not {text!r}")
+    return value
+
+
+def float_list(text: str) -> list[float]:
+    """`0.9,1,1.1` -> finite floats."""
+    values = [_number(v.strip(), what="comma-separated numbers") for v in text.split(",")]
     if not values:
-        raise ConfigError(f"expected comma-separated numbers (one per input channel), not {text!r}")
+        raise BadValue(f"expected comma-separated numbers, not {text!r}")
     return values
+
+
+def floats3(text: str) -> tuple[float, ...]:
+    """Comma-separated finite numbers, one per input channel (the count is checked against the model)."""
+    return tuple(float_list(text))
+
+
+def neuron_index(text: str) -> tuple[int, ...]:
+    """`C` or `C,X,Y`: whole numbers >= 0."""
+    parts = text.split(",")
+    if len(parts) not in (1, 3):
+        raise BadValue(f"--neuron takes C or C,X,Y (whole numbers), not {text!r}")
+    return tuple(index(p.strip()) for p in parts)
+
+
+def check_index(network, node: str, values: tuple[int, ...], flag: str, flat: bool = False) -> None:
+    """Refuse a channel (C), neuron (C, X, Y) or class index (flat: over all scores) the node does not have,
+    before any work."""
+    shape = network.resolve(node).shape
+    if not shape:
+        return
+    if flat:
+        limits = (math.prod(shape[1:]),)
+    else:
+        limits = (shape[1], *(shape[3:4] + shape[2:3] if len(shape) == 4 else ()))[:len(values)]
+        if len(values) > len(limits):
+            raise ConfigError(f"{flag} {','.join(map(str, values))}: node {node!r} has shape "
+                              f"{'x'.join(map(str, shape))}; give the channel only")
+    for value, limit, what in zip(values, limits, ("channel" if not flat else "class", "x", "y")):
+        if value >= limit:
+            raise ConfigError(f"{flag}: {what} {value} is out of range; node {node!r} has {limit} "
+                              f"({'x'.join(map(str, shape))}), so use 0..{limit - 1}")
+
+
+def positive_float_list(text: str) -> list[float]:
+    values = float_list(text)
+    if min(values) <= 0:
+        raise BadValue(f"expected numbers > 0, not {text!r}")
+    return values
+
+
+def positive_floats3(text: str) -> tuple[float, ...]:
+    values = floats3(text)
+    if min(values) <= 0:
+        raise BadValue(f"expected numbers > 0 (one per input channel), not {text!r}")
+    return values
+
+
+def config_value(name: str, kind: type):
+    """The argparse type of an InversionConfig field: parsed, then checked by InversionConfig.validate
+    (finite, in range) at once, so a bad value stops before any model is read."""
+    def parse(text: str):
+        value = _number(text, kind, "a whole number" if kind is int else "a number") if kind in (int, float) else text
+        try:
+            InversionConfig(**{name: value})
+        except ConfigError as exc:
+            raise BadValue(str(exc)) from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +150,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inversion settings (InversionConfig)")
     for f in dataclasses.fields(InversionConfig):
         flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, type=type(f.default), default=None, choices=CHOICES.get(f.name),
+        group.add_argument(flag, type=config_value(f.name, type(f.default)), default=None, choices=CHOICES.get(f.name),
                            help=f"(default: {f.default}, or the preset's)")
     group.add_argument("--preset", choices=list(PRESETS),
                        help="start from named settings; flags typed on top win. "
@@ -54,8 +160,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 def add_input_spec_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("input preprocessing (overrides what the model records)")
     group.add_argument("--mean", type=floats3, help="per-channel mean in the network's channel order and scale")
-    group.add_argument("--std", type=floats3, help="per-channel std")
-    group.add_argument("--scale", type=float, help="pixel range the network expects: 1 or 255")
+    group.add_argument("--std", type=positive_floats3, help="per-channel std")
+    group.add_argument("--scale", type=positive_float, help="pixel range the network expects: 1 or 255")
     group.add_argument("--channel-order", choices=["RGB", "BGR"])
     group.add_argument("--layout", choices=["NCHW", "NHWC"])
     group.add_argument("--input", dest="input_name", metavar="NAME",
@@ -71,6 +177,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    parser.add_argument("--max-memory", type=positive_float, metavar="GB",
+                        help="memory a model may need at its input size (default: half the physical memory)")
 
 
 def add_output(parser: argparse.ArgumentParser, default: str) -> None:
@@ -98,6 +206,8 @@ def split_weights(specs: list[str]) -> tuple[list[str], dict[str, float]]:
                 weights[name] = float(weight)
             except ValueError:
                 raise ConfigError(f"node weight must be a number: {spec!r} (NAME=WEIGHT)") from None
+            if not (math.isfinite(weights[name]) and weights[name] >= 0):
+                raise ConfigError(f"node weight must be a finite number >= 0: {spec!r} (NAME=WEIGHT)")
             names.append(name)
         else:
             names.append(spec)
@@ -116,7 +226,9 @@ def speed_options(args) -> dict:
     """channels-last memory, Conv+BN folding inside a cut, in-place ReLU: on unless --no-speedups
     (measured with `python -m benchmarks.run`: -20% per iteration on VGG16-BN, -38% on ResNet-50)."""
     on = not getattr(args, "no_speedups", False)
-    return {"channels_last": on, "fold_batchnorm": on, "inplace_relu": on}
+    gb = getattr(args, "max_memory", None)
+    return {"channels_last": on, "fold_batchnorm": on, "inplace_relu": on,
+            "max_memory": gb * 2**30 if gb is not None else None}
 
 
 def load_network(args, path: Path | None = None):
@@ -154,9 +266,24 @@ def out_dir(args, default: Path | str) -> Path:
     return prepare_out_dir(args.out or Path(default), args.force)
 
 
+def interrupted_exit(stopped: str, out) -> int | None:
+    """130 with one line when the run was interrupted (its partial results, marked so, are in `out`)."""
+    if stopped != "interrupted":
+        return None
+    import sys
+
+    print(f"{PROG}: interrupted; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
+          file=sys.stderr)
+    return 130
+
+
 def emit(args, summary: dict, line: str) -> None:
     """The command's one line, or its summary as JSON with --json."""
-    print(json.dumps(summary, indent=2, default=str) if args.json else line)
+    from converters.network.safe_names import printable
+
+    # model names in the line are untrusted: control characters shown escaped (JSON escapes its own)
+    print(json.dumps(summary, indent=2, default=str) if args.json
+          else "\n".join(printable(part) for part in line.split("\n")))
 
 
 def safe_stem(*names: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
-                                  emit, load_network, out_dir)
+                                  emit, finite_float, interrupted_exit, load_network, out_dir)
 
 
 def add_arguments(p) -> None:
@@ -13,8 +13,8 @@ def add_arguments(p) -> None:
     p.add_argument("--style", type=Path, required=True)
     p.add_argument("--style-node", action="append", required=True)
     p.add_argument("--content-node")
-    p.add_argument("--style-weight", type=float, default=1.0)
-    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=finite_float, default=1.0)
+    p.add_argument("--content-weight", type=finite_float, default=1.0)
     add_output(p, "runs/style_MODEL")
     add_common(p)
     add_config_options(p)
@@ -37,4 +37,4 @@ def run(args) -> int:
     summary = write_style(content, style, pixels, run_, out,
                           f"style {', '.join(args.style_node)}; content {args.content_node}", config)
     emit(args, summary, f"style transfer: {run_.iterations} iterations in {run_.seconds:.1f} s -> {out}")
-    return 0
+    return interrupted_exit(run_.stopped, out) or 0

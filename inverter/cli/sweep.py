@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
-                                  emit, load_network)
+                                  emit, float_list, load_network)
 from inverter.studies.sweep import SWEEP_KINDS
 
 
@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
     p.add_argument("--kind", choices=SWEEP_KINDS, required=True)
     p.add_argument("--node", action="append",
                    help="nodes (default: first five conv blocks; all layers for --kind layer)")
-    p.add_argument("--values", help="comma-separated values (default: 1e-7..1e-3 for lambdas, 0.01..0.3 for lr)")
+    p.add_argument("--values", type=float_list, help="comma-separated values (default: 1e-7..1e-3 for lambdas, 0.01..0.3 for lr)")
     add_output(p, "runs/sweep_MODEL_KIND")
     add_common(p)
     add_config_options(p)
@@ -26,13 +26,18 @@ def run(args) -> int:
     from inverter.presets import preset
     from inverter.studies.sweep import run_sweep
 
-    network = load_network(args)
+    from inverter.studies.sweep import SWEEP_MARKER
+
     out = Path(args.out or Path("runs") / f"sweep_{args.model.stem}_{args.kind}")
-    if out.is_dir() and any(out.iterdir()) and not (out / "runs").is_dir() and not args.force:
-        raise UserError(f"output folder {out} holds files that are not a sweep; choose another --out or --force")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a folder; choose another --out")
+    resumable = (out / "runs" / SWEEP_MARKER).is_file()  # a sweep's own folder (a user's runs/ is not)
+    if out.is_dir() and any(out.iterdir()) and not resumable and not args.force:
+        raise UserError(f"output folder {out} holds files that are not a sweep's; choose another --out or --force")
+    network = load_network(args)
     config = config_from(args)
     label = preset(args.preset)[1] if args.preset else "invert-onnx defaults"
-    values = [float(v) for v in args.values.split(",")] if args.values else None
+    values = args.values
     summary = run_sweep(network, args.image, args.kind, out, config, nodes=args.node, values=values,
                         preset_label=label, progress=not args.quiet)
     emit(args, summary, f"{args.kind} sweep: {len(summary['runs'])} runs -> {summary['figure']}")

@@ -23,22 +23,63 @@ def demo_image() -> Path:
     return Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
 
 
+MAX_ASPECT = 20.0  # longer side / shorter side an image may have
+MAX_PIXELS = 100_000_000  # an image larger than this is refused before it is decoded (Pillow bombs start at 89 M)
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: 16/32-bit integer and float grey scaled by their real range
+    (Pillow's own convert clips `I;16` to 255: a 16-bit PNG would come out white)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") else None
+        if top is None:  # 32-bit integer or float: 16-bit data stored wide is common (PNG I), else min-max
+            lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+            if im.mode == "I" and lo >= 0 and hi <= 65535:
+                top = 65535.0 if hi > 255 else 255.0
+            elif im.mode == "F" and lo >= 0 and hi <= 1:
+                top = 1.0
+            else:
+                array, top = array - lo, max(hi - lo, 1e-12)
+        grey = np.clip(np.nan_to_num(array) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return im.convert("RGB")
+
+
+def check_image_shape(width: int, height: int, path: Path | str = "image") -> None:
+    """Refuse what would cost far more than the image is worth: absurd aspect ratios and pixel counts."""
+    if width < 1 or height < 1:
+        raise ImageError(f"image {path} is empty ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
+                         f"{MAX_PIXELS // 1_000_000}-megapixel limit; resize it first")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageError(f"image {path} is {width}x{height}: its aspect ratio is over {MAX_ASPECT:g}:1; "
+                         "crop it to the region to use first")
+
+
 def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
-    """(1, 3, H, W) in [0, 1]: shorter side resized to fit, then centre-cropped to `size`."""
+    """(1, 3, H, W) in [0, 1]: centre-cropped to the aspect ratio of `size` (work bounded by
+    the crop, never by the raw image), then resized to `size`."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image not found: {path}")
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            check_image_shape(im.width, im.height, path)
             h, w = size
-            scale = max(h / im.height, w / im.width)
-            rw, rh = max(w, round(im.width * scale)), max(h, round(im.height * scale))
-            im = im.resize((rw, rh), Image.Resampling.BICUBIC)
-            left, top = (rw - w) // 2, (rh - h) // 2
-            im = im.crop((left, top, left + w, top + h))
+            # the largest centred box of the target's aspect ratio, cropped before any resize
+            box_w, box_h = min(im.width, im.height * w / h), min(im.height, im.width * h / w)
+            box_w, box_h = max(1, round(box_w)), max(1, round(box_h))
+            left, top = (im.width - box_w) // 2, (im.height - box_h) // 2
+            im = im.crop((left, top, left + box_w, top + box_h))
+            im = _to_rgb(im)
+            im = im.resize((w, h), Image.Resampling.BICUBIC)
             array = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageError(f"image {path} is too large to decode safely (Pillow's decompression-bomb limit); "
+                         "resize it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"cannot read image {path} ({type(exc).__name__}); give a PNG, JPEG or other "
                          "Pillow-readable file") from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0)
@@ -61,8 +102,13 @@ def to_pil(rgb01: torch.Tensor) -> Image.Image:
 def save_atomic(path: Path, write) -> Path:
     """Write through a temporary file in the same folder, then rename: never a half-written file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=path.suffix)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         write(Path(tmp))

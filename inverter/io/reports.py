@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +18,39 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from converters.errors import UserError  # noqa: E402
+from converters.network.safe_names import printable  # noqa: E402
 from inverter.io.images import save_atomic, save_png, to_pil  # noqa: E402
+
+
+CREATED: list[Path] = []  # output folders this process made: removed again if the command fails
+
+
+def remove_created() -> None:
+    """Remove the output folders this process created (never one that existed before it)."""
+    import shutil
+
+    while CREATED:
+        shutil.rmtree(CREATED.pop(), ignore_errors=True)
 
 
 def prepare_out_dir(path: str | Path, force: bool) -> Path:
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output path {path} exists and is not a folder; choose another --out")
-    if path.is_dir() and any(path.iterdir()) and not force:
-        raise UserError(f"output folder {path} already holds files; pass --force to overwrite or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        top = path
+        while not top.parent.exists() and top.parent != top:
+            top = top.parent  # the first folder mkdir will make
+        if not top.exists():
+            CREATED.append(top)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"output path {path} exists and is not a folder; choose another --out")
+        if path.is_dir() and any(path.iterdir()) and not force:
+            raise UserError(f"output folder {path} already holds files; pass --force to overwrite or choose another --out")
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-")  # writable, names fit
+        probe.close()
+    except OSError as exc:  # unwritable, under a file, a name too long ...
+        raise UserError(f"cannot use output folder {printable(str(path), 120)}: {exc.strerror or exc}; "
+                        "choose another --out") from None
     return path
 
 

@@ -141,5 +141,6 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         seconds=run.seconds, iterations=run.iterations, stopped=run.stopped, config=config,
         model=str(network.path) if network.path else None,
         extra={"input": network.describe()["input"], "notes": list(network.notes),
-               **({"runs": [c.to_dict() for c in configs]} if configs else {})},
+               **({"runs": [c.to_dict() for c in configs]} if configs else {}),
+               **({"cause": run.cause} if run.cause else {})},
     )

@@ -21,6 +21,8 @@ def compare(models: dict[str, Network], image: str | Path, nodes: list[str], con
     for label, network in models.items():
         rgb = load_image(image, network.input_spec.size)
         results[label] = invert(network, rgb, nodes, config, progress=progress)
+        if results[label].stopped == "interrupted":  # Ctrl-C stops the comparison, not only this model
+            break
     return results
 
 
@@ -32,6 +34,7 @@ def comparison_table(models: dict[str, Network], results: dict[str, Result]) -> 
         rows.append({"model": label, "resolved": result.resolved,
                      "feature_error": {k: v[0] for k, v in result.feature_error.items()},
                      "psnr_db": result.psnr[0], "ssim": result.ssim[0], "seconds": result.seconds,
+                     "stopped": result.stopped,
                      "parity_vs_onnxruntime": parity.max_error})
     return rows
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from converters.network.network import Network
 from inverter.config import ConfigError, InversionConfig
 from inverter.methods.inversion import invert
-from inverter.io.images import load_image, save_png
+from inverter.io.images import load_image, save_atomic, save_png
 from inverter.io.reports import grid, save_figure, write_json
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ SWEEP_KINDS = ("lambda_alpha", "lambda_tv", "lr", "layer")
 DEFAULT_VALUES = {"lambda_alpha": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3], "lambda_tv": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3],
                   "lr": [0.01, 0.03, 0.1, 0.3]}
 LAYER_OPS = ("Conv", "Relu", "MaxPool", "AveragePool", "BatchNormalization")
+
+
+SWEEP_MARKER = ".invert-onnx-sweep"  # in runs/: the folder was made by a sweep and may be resumed
 
 
 def default_nodes(network: Network, kind: str) -> list[str]:
@@ -53,6 +56,7 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
         raise ConfigError(f"sweep kind must be one of {', '.join(SWEEP_KINDS)}, not {kind!r}")
     out_dir = Path(out_dir)
     (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "runs" / SWEEP_MARKER).touch()  # this folder is a sweep's: only such a folder is resumed
     nodes = nodes or default_nodes(network, kind)
     for n in nodes:
         network.resolve(n)  # unknown names fail before any work
@@ -65,9 +69,11 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
     for node, vals in bar:
         keys = [_key(node)] if vals is None else [_key(node, kind, v) for v in vals]
         done = [out_dir / "runs" / f"{k}.json" for k in keys]
-        if all(p.is_file() for p in done):  # resume
-            records += [json.loads(p.read_text()) for p in done]
-            continue
+        if all(p.is_file() for p in done):  # resume: only runs that finished were saved
+            previous = [json.loads(p.read_text()) for p in done]
+            if all(r.get("stopped", "done") != "interrupted" for r in previous):
+                records += previous
+                continue
         if vals is None:
             result = invert(network, rgb, node, config, progress=False)
             settings = [{}]
@@ -75,10 +81,12 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
             configs = [config.replace(**{kind: v}) for v in vals]
             result = invert(network, rgb, node, configs=configs, progress=False)
             settings = [{kind: v} for v in vals]
+        if result.stopped == "interrupted":  # never recorded as done: a resume runs it again
+            raise KeyboardInterrupt
         for b, (key, extra) in enumerate(zip(keys, settings)):
             record = {"node": node, **extra, "feature_error": result.feature_error[node][b],
                       "psnr_db": result.psnr[b], "ssim": result.ssim[b],
-                      "seconds_per_run": result.seconds / len(keys),
+                      "seconds_per_run": result.seconds / len(keys), "stopped": result.stopped,
                       "loss_curve": result.history[f"feature:{node}"][:, b].tolist()}
             save_png(result.image[b], out_dir / "runs" / f"{key}.png")
             write_json(record, out_dir / "runs" / f"{key}.json")
@@ -112,10 +120,13 @@ def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset
     if kind == "lr":
         _lr_curves(records, out_dir / "loss_curves.png", label)
     rows = [{k: v for k, v in r.items() if k != "loss_curve"} for r in records]
-    with open(out_dir / "sweep.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    save_atomic(out_dir / "sweep.csv", write_csv)
     summary = {"kind": kind, "preset": preset_label, "config": config.to_dict(), "nodes": nodes,
                "values": values, "runs": rows, "figure": str(figure)}
     write_json(summary, out_dir / "sweep.json")

@@ -47,7 +47,7 @@ def test_gradients_reach_image_never_weights(vgg16_bn):
 def test_names_resolve_to_the_same_node(vgg16_bn):
     relu = vgg16_bn.resolve("conv3_1")
     assert relu.op_type == "Relu"
-    for name in ["relu3_1", "conv3_1.relu", "features.16", relu.outputs[0], relu.name, relu.module_name]:
+    for name in ["relu3_1", "conv3_1.relu", "features.16", relu.outputs[0], relu.name]:
         assert vgg16_bn.resolve(name) is relu
     assert vgg16_bn.resolve("conv3_1.bn").op_type == "BatchNormalization"
     assert vgg16_bn.resolve("conv3_1.conv").op_type == "Conv"

@@ -172,9 +172,7 @@ def axis_index(axis: int, rank: int, layer: LayerParameter) -> int:
     return axis % rank
 
 
-def pair(values, h_field: str | None, w_field: str | None, param, default: int | None, layer,
-          what: str) -> tuple[int, int]:
-    """Caffe's kernel/stride/pad/dilation: `x_h`/`x_w`, or one value for both, or one per axis."""
+def _pair_values(values, h_field, w_field, param, default) -> tuple[int, int] | None:
     if h_field and (param.HasField(h_field) or param.HasField(w_field)):
         return int(getattr(param, h_field)), int(getattr(param, w_field))
     values = [int(v) for v in values]
@@ -184,6 +182,19 @@ def pair(values, h_field: str | None, w_field: str | None, param, default: int |
         return values[0], values[1]
     if not values and default is not None:
         return default, default
+    return None
+
+
+def pair(values, h_field: str | None, w_field: str | None, param, default: int | None, layer,
+         what: str) -> tuple[int, int]:
+    """Caffe's kernel/stride/pad/dilation: `x_h`/`x_w`, or one value for both, or one per axis."""
+    found = _pair_values(values, h_field, w_field, param, default)
+    if found is not None:
+        least = 0 if what == "pad" else 1  # a stride, kernel or dilation of 0 divides by zero later
+        if min(found) < least:
+            raise ConversionError(f"Caffe layer {layer.name!r}: {what} {found[0]}x{found[1]} is invalid; "
+                                  f"it must be >= {least}")
+        return found
     raise ConversionError(f"Caffe layer {layer.name!r}: give the {what} as one value or two"
                           + (f" or {h_field}/{w_field}" if h_field else "") + " (2D layers only)")
 

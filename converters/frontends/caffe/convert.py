@@ -31,6 +31,7 @@ from pathlib import Path
 
 import onnx
 
+from converters.frontends.atomic_output import save_onnx
 from converters.errors import ConversionError, first_line
 from converters.frontends.caffe import layers  # noqa: F401  (registers every layer converter)
 from converters.frontends.caffe.builder import Builder
@@ -168,8 +169,7 @@ def caffe_to_onnx(prototxt: str | Path, caffemodel: str | Path, out_path: str | 
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"the converted Caffe net fails the ONNX checker: {first_line(exc)}") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out_path))
+    save_onnx(model, out_path)
     log.info("converted %s (%d layers) to %s (%d nodes)", Path(prototxt).name, len(layers), out_path,
              len(model.graph.node))
     return out_path

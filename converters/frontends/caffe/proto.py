@@ -106,6 +106,9 @@ def read_prototxt(path: str | Path) -> NetParameter:
     net = NetParameter()
     try:
         text_format.Parse(text, net)
+    except RecursionError:
+        raise ConversionError(f"{path} nests its messages too deeply to be a Caffe prototxt; "
+                              "check the file") from None
     except text_format.ParseError as exc:
         if "no field named" not in str(exc):
             raise ConversionError(f"{path} is not a valid Caffe prototxt: {first_line(exc)}") from None
@@ -113,6 +116,9 @@ def read_prototxt(path: str | Path) -> NetParameter:
         net = NetParameter()
         try:
             text_format.Parse(text, net, allow_unknown_field=True)
+        except RecursionError:
+            raise ConversionError(f"{path} nests its messages too deeply to be a Caffe prototxt; "
+                                  "check the file") from None
         except text_format.ParseError as exc2:
             raise ConversionError(f"{path} is not a valid Caffe prototxt: {first_line(exc2)}") from None
         log.warning("%s: skipped fields this reader does not know (first: %s)", path, first_line(exc))

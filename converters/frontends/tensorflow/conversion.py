@@ -10,6 +10,7 @@ import onnx
 
 from converters.errors import ConversionError, first_line, unsupported_ops
 from converters.frontends.cleanup import drop_weight_identities, set_input_spec
+from converters.frontends.atomic_output import save_onnx
 from converters.frontends.tensorflow.dense_head import append_dense_tail, dense_tail
 from converters.frontends.tensorflow.runtime import layers_kept, quiet
 from converters.input_spec import InputSpec, guess_layout
@@ -220,6 +221,6 @@ def finish(model: onnx.ModelProto, out_path: Path, input_spec: InputSpec | None,
     except Exception as exc:
         raise ConversionError(f"the ONNX graph tf2onnx made from {name} fails the checker: {first_line(exc)}") from None
     if not big:
-        onnx.save(model, str(out_path))
+        save_onnx(model, out_path)
     log.info("converted %s to %s (%d nodes, input %s)", name, out_path, len(model.graph.node), layout)
     return out_path

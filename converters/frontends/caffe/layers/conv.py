@@ -23,6 +23,8 @@ def _convolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = image_input(builder, layer)
     p, kernel, stride, pad, dilation = _conv_geometry(layer)
     group = int(p.group)
+    if group < 1:
+        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
     if c % group or p.num_output % group:
         raise ConversionError(f"Caffe layer {layer.name!r}: {c} input and {p.num_output} output channels "
                               f"do not split into {group} groups")
@@ -44,6 +46,8 @@ def _deconvolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = image_input(builder, layer)
     p, kernel, stride, pad, dilation = _conv_geometry(layer)
     group = int(p.group)
+    if group < 1:
+        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
     blobs = builder.blobs(layer, 2 if p.bias_term else 1)
     weight = builder.fit(layer, blobs[0], (c, p.num_output // group, *kernel), "weight")  # (C_in, C_out/g, kh, kw)
     inputs = [x, builder.const(layer, "weight", weight)]

@@ -1,0 +1,53 @@
+"""Model files are written whole or not at all: through a temporary file in the same folder, then
+renamed over the target (`os.replace` is atomic on one file system). A failed export or check
+leaves the previous file untouched; an output that names one of the sources is refused."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from converters.errors import ConversionError
+
+
+def check_output(out_path: str | Path, sources=()) -> Path:
+    """`out_path` as a file to write: not a folder, not one of `sources` (the model being read)."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ConversionError(f"-o {out_path} is a folder; give the .onnx file to write")
+    for source in sources:
+        if source is not None and isinstance(source, (str, Path)) and Path(source).exists():
+            if out_path.exists() and os.path.samefile(source, out_path) or Path(source).resolve() == out_path.resolve():
+                raise ConversionError(f"-o {out_path} is the model being converted; write to another file")
+    if out_path.parent.exists() and not out_path.parent.is_dir():
+        raise ConversionError(f"-o {out_path}: {out_path.parent} is not a folder")
+    return out_path
+
+
+@contextlib.contextmanager
+def atomic_output(out_path: str | Path, sources=()):
+    """Yield a temporary path next to `out_path`; on success it replaces `out_path`, on any error it is removed."""
+    out_path = check_output(out_path, sources)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.stem}.", suffix=".partial.onnx")
+    except OSError as exc:
+        raise ConversionError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_onnx(model: onnx.ModelProto, out_path: str | Path) -> Path:
+    """onnx.save, atomically."""
+    out_path = Path(out_path)
+    with atomic_output(out_path) as tmp:
+        onnx.save(model, str(tmp))
+    return out_path
