@@ -13,8 +13,9 @@ class ConfigError(UserError):
 
 OPTIMIZERS = ("adam", "sgd")
 INITS = ("noise", "zeros", "image")
+PRIORS = ("plain", "normalised")
 DTYPES = ("float32", "float64")
-CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES}  # the CLI offers these
+CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES, "priors": PRIORS}  # the CLI offers these
 
 
 @dataclass
@@ -29,6 +30,12 @@ class InversionConfig:
     alpha: float = 6.0
     lambda_tv: float = 5e-7  # weight of sum ((dx)^2 + (dy)^2)^(beta/2)
     beta: float = 2.0
+    # plain: lambda * sum over pixels; normalised: Mahendran & Vedaldi's R_alpha / (H W B^alpha) and
+    # R_TV / (H W V^beta), so lambdas carry across image sizes (inverter.objectives.MV_B)
+    priors: str = "plain"
+    # lambda_TV for shallow / middle / deep nodes (downsampling 1-2 / 4-8 / >= 16), replacing
+    # lambda_tv; () to use lambda_tv everywhere
+    lambda_tv_by_depth: tuple = ()
     jitter: int = 0  # random roll of up to this many pixels per iteration
     init: str = "noise"  # noise | zeros | image (start from the original; a sanity check)
     init_scale: float = 0.1  # std of the noise init, standardised units
@@ -50,6 +57,9 @@ class InversionConfig:
             (self.decay_every >= 0, f"decay_every must be >= 0, not {self.decay_every}"),
             (self.lambda_alpha >= 0 and self.lambda_tv >= 0, "lambda_alpha and lambda_tv must be >= 0"),
             (self.alpha > 0 and self.beta > 0, "alpha and beta must be > 0"),
+            (self.priors in PRIORS, f"priors must be one of {', '.join(PRIORS)}, not {self.priors!r}"),
+            (len(self.lambda_tv_by_depth) in (0, 3) and all(v >= 0 for v in self.lambda_tv_by_depth),
+             "lambda_tv_by_depth takes three weights >= 0 (shallow, middle, deep), or none"),
             (self.jitter >= 0, f"jitter must be >= 0, not {self.jitter}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
             (self.init_scale >= 0, "init_scale must be >= 0"),
