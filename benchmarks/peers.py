@@ -133,14 +133,19 @@ def write_report(results: dict, size: int, iterations: int, nodes, methods, phot
             if not runs:
                 cells.append("–")
                 continue
-            fe = float(np.mean([r["feature_error"] for r in runs]))
-            ss = float(np.mean([r["ssim"] for r in runs]))
-            table.setdefault(node, {})[m] = {"feature_error": fe, "ssim": ss, "photos": len(runs)}
-            cells.append(f"{fe:.3f} / {ss:.3f}" + ("" if len(runs) == len(photos) else f" ({len(runs)} photos)"))
+            finite = [r for r in runs if np.isfinite(r["feature_error"]) and np.isfinite(r["ssim"])]
+            diverged = len(runs) - len(finite)  # the peer's lr 1e4 can blow up: its image is NaN
+            fe = float(np.mean([r["feature_error"] for r in finite])) if finite else float("nan")
+            ss = float(np.mean([r["ssim"] for r in finite])) if finite else float("nan")
+            table.setdefault(node, {})[m] = {"feature_error": fe, "ssim": ss, "photos": len(runs),
+                                             "diverged": diverged}
+            notes = [f"{len(runs)} photos"] if len(runs) != len(photos) else []
+            notes += [f"{diverged} diverged"] if diverged else []
+            cells.append(f"{fe:.3f} / {ss:.3f}" + (f" ({', '.join(notes)})" if notes else ""))
         rows.append(f"| {node} | " + " | ".join(cells) + " |")
     text = "\n".join(rows)
     header = (f"VGG16 (HED weights), {size} px, {iterations} iterations, feature error / SSIM, mean over "
-              f"{len(photos)} photos ({', '.join(photos)}).\n\n")
+              f"the photos run of {', '.join(photos)} (a diverged run is left out of the mean and counted).\n\n")
     (out / "peers.md").write_text(header + text + "\n")
     (out / "peers_table.json").write_text(json.dumps({"size": size, "iterations": iterations, "photos": photos,
                                                       "table": table}, indent=1))
