@@ -70,16 +70,16 @@ def inversion_objective(targets: dict[str, torch.Tensor], config: InversionConfi
     """sum_i w_i ||phi_i(x) - phi_i(x0)||^2 / ||phi_i(x0)||^2 + lambda_alpha R_alpha + lambda_tv R_TV.
 
     lambda_alpha / lambda_tv: a number, or one per batch element (tensor), default from config.
-    config.priors picks plain or normalised priors; config.lambda_tv_by_depth replaces lambda_tv by
-    the weight of the deepest node's group (`depth_group`, needs image_side)."""
+    config.priors picks plain or normalised priors; config.tv_depth_scale multiplies lambda_tv
+    by the factor of the deepest node's group (`depth_group`, needs image_side)."""
     weights = weights or {}
     objective = sum((weights.get(n, 1.0) * feature_match(n, t) for n, t in targets.items()), Objective())
     la = config.lambda_alpha if lambda_alpha is None else lambda_alpha
     ltv = config.lambda_tv if lambda_tv is None else lambda_tv
-    if config.lambda_tv_by_depth and lambda_tv is None:
+    if config.tv_depth_scale:
         side = image_side or max(t.shape[-1] for t in targets.values())
         group = max(depth_group(side, t.shape[-1] if t.dim() == 4 else 1) for t in targets.values())
-        ltv = config.lambda_tv_by_depth[group]
+        ltv = ltv * config.tv_depth_scale[group]
     if config.priors == "normalised":
         return objective + la * alpha_norm_normalised(config.alpha) + ltv * tv_normalised(config.beta)
     return objective + la * alpha_norm(config.alpha) + ltv * tv(config.beta)

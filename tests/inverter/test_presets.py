@@ -43,7 +43,7 @@ def test_lambda_tv_follows_the_depth_of_the_node():
     for side, expected in [(112, 0.5), (56, 5.0), (14, 50.0)]:
         objective = inversion_objective({"n": torch.ones(1, 4, side, side)}, config, image_side=224)
         (tv_term,) = [t for t in objective.terms if t.name == "tv"]
-        assert tv_term.weight == expected
+        assert tv_term.weight == pytest.approx(expected)
 
 
 @pytest.mark.real_weights
