@@ -126,6 +126,8 @@ def measure(network, original, node, image):
 def write_report(results: dict, size: int, iterations: int, nodes, methods, photos, out: Path) -> str:
     rows = ["| node | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     table = {}
+    # compare like with like: only the photos every method has run at every node
+    photos = [p for p in photos if all(f"{m}|{n}|{p}" in results for m in methods for n in nodes)]
     for node in nodes:
         cells = []
         for m in methods:
@@ -139,17 +141,17 @@ def write_report(results: dict, size: int, iterations: int, nodes, methods, phot
             ss = float(np.mean([r["ssim"] for r in finite])) if finite else float("nan")
             table.setdefault(node, {})[m] = {"feature_error": fe, "ssim": ss, "photos": len(runs),
                                              "diverged": diverged}
-            notes = [f"{len(runs)} photos"] if len(runs) != len(photos) else []
-            notes += [f"{diverged} diverged"] if diverged else []
+            notes = [f"{diverged} diverged"] if diverged else []
             cells.append(f"{fe:.3f} / {ss:.3f}" + (f" ({', '.join(notes)})" if notes else ""))
         rows.append(f"| {node} | " + " | ".join(cells) + " |")
     text = "\n".join(rows)
     header = (f"VGG16 (HED weights), {size} px, {iterations} iterations, feature error / SSIM, mean over "
-              f"the photos run of {', '.join(photos)} (a diverged run is left out of the mean and counted).\n\n")
+              f"{len(photos)} photos that every method ran ({', '.join(photos)}; a diverged run is left out "
+              f"of the mean and counted).\n\n")
     (out / "peers.md").write_text(header + text + "\n")
     (out / "peers_table.json").write_text(json.dumps({"size": size, "iterations": iterations, "photos": photos,
                                                       "table": table}, indent=1))
-    return text
+    return header + text
 
 
 def write_grid(out: Path, node, methods, photos, size):
@@ -218,8 +220,9 @@ def main(argv=None) -> int:
                     store.write_text(json.dumps(results, indent=1, sort_keys=True))
     methods = [m for m in METHODS if any(k.startswith(m + "|") for k in results)]
     print(write_report(results, args.size, args.iterations, args.nodes, methods, args.photos, out))
+    shown = json.loads((out / "peers_table.json").read_text())["photos"]  # those every method ran
     for node in args.nodes:
-        write_grid(out, node, methods, args.photos, args.size)
+        write_grid(out, node, methods, shown, args.size)
     return 0
 
 

@@ -21,10 +21,12 @@ def test_table_is_the_mean_over_photos_and_counts_diverged_runs(tmp_path):
                "a|conv3_1|p2": {"feature_error": 0.3, "ssim": 0.4},
                "b|conv3_1|p1": {"feature_error": math.nan, "ssim": math.nan},
                "b|conv3_1|p2": {"feature_error": 0.5, "ssim": 0.1}}
-    text = write_report(results, 64, 200, ["conv3_1"], ["a", "b"], ["p1", "p2"], tmp_path)
+    results["a|conv3_1|p3"] = {"feature_error": 0.9, "ssim": 0.9}  # b has no p3: left out
+    text = write_report(results, 64, 200, ["conv3_1"], ["a", "b"], ["p1", "p2", "p3"], tmp_path)
     assert "| conv3_1 | 0.200 / 0.300 | 0.500 / 0.100 (1 diverged) |" in text
     table = json.loads((tmp_path / "peers_table.json").read_text())["table"]
     assert table["conv3_1"]["b"]["diverged"] == 1
+    assert "2 photos that every method ran (p1, p2;" in text
 
 
 def test_peer_loop_reduces_the_feature_error(vgg16_bn):
