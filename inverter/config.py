@@ -15,8 +15,9 @@ class ConfigError(UserError):
 
 OPTIMIZERS = ("adam", "sgd")
 INITS = ("noise", "zeros", "image")
+PRIORS = ("plain", "normalised")
 DTYPES = ("float32", "float64")
-CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES}  # the CLI offers these
+CHOICES = {"optimizer": OPTIMIZERS, "init": INITS, "dtype": DTYPES, "priors": PRIORS}  # the CLI offers these
 # generous bounds: far past any useful setting, short of overflow (1e300 * a loss is inf)
 MAX_LR = 1e30  # a huge finite rate is a legitimate way to make a run diverge (tests do); inf is not
 MAX_LAMBDA = 1e6
@@ -53,10 +54,19 @@ class InversionConfig:
     iterations: int = 200
     decay_factor: float = 0.1  # lr *= decay_factor every decay_every iterations
     decay_every: int = 0  # 0: no decay
-    lambda_alpha: float = 1e-8  # weight of ||x||_alpha^alpha (sum over pixels)
+    # Defaults measured by benchmarks/peers.py (issue 15): normalised priors, lambda_TV by depth. The old
+    # defaults (plain priors, lambda_alpha 1e-8, lambda_TV 5e-7, ~ normalised 3.6e-3 / 1.2e-3 at 224 px)
+    # matched features best but left saturated high-frequency colour at conv3_1 and deeper.
+    lambda_alpha: float = 3.6e-3  # weight of the alpha-norm (normalised: / (H W B^alpha); plain: sum over pixels)
     alpha: float = 6.0
-    lambda_tv: float = 5e-7  # weight of sum ((dx)^2 + (dy)^2)^(beta/2)
+    lambda_tv: float = 3e-3  # weight of sum ((dx)^2 + (dy)^2)^(beta/2) (normalised: / (H W V^beta))
     beta: float = 2.0
+    # plain: lambda * sum over pixels; normalised: Mahendran & Vedaldi's R_alpha / (H W B^alpha) and
+    # R_TV / (H W V^beta), so lambdas carry across image sizes (inverter.objectives.MV_B)
+    priors: str = "normalised"
+    # lambda_tv is multiplied by these for shallow / middle / deep nodes (downsampling 1-2 / 4-8 /
+    # >= 16: VGG conv1-2 / conv3-4 / conv5, fc); () for lambda_tv everywhere
+    tv_depth_scale: tuple = (0.3, 1.0, 3.0)
     jitter: int = 0  # random roll of up to this many pixels per iteration
     init: str = "noise"  # noise | zeros | image (start from the original; a sanity check)
     init_scale: float = 0.1  # std of the noise init, standardised units
@@ -86,6 +96,9 @@ class InversionConfig:
              f"{self.lambda_tv:g}"),
             (0 < self.alpha <= MAX_EXPONENT and 0 < self.beta <= MAX_EXPONENT,
              f"alpha and beta must be in (0, {MAX_EXPONENT:g}], not {self.alpha:g} and {self.beta:g}"),
+            (self.priors in PRIORS, f"priors must be one of {', '.join(PRIORS)}, not {self.priors!r}"),
+            (len(self.tv_depth_scale) in (0, 3) and all(v >= 0 for v in self.tv_depth_scale),
+             "tv_depth_scale takes three weights >= 0 (shallow, middle, deep), or none"),
             (self.jitter >= 0, f"jitter must be >= 0, not {self.jitter}"),
             (self.init in INITS, f"init must be one of {', '.join(INITS)}, not {self.init!r}"),
             (0 <= self.init_scale <= MAX_INIT_SCALE, f"init_scale must be in [0, {MAX_INIT_SCALE:g}], "

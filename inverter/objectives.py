@@ -169,3 +169,33 @@ def alpha_norm(alpha: float = 6.0) -> Objective:
 
 def tv(beta: float = 2.0) -> Objective:
     return Objective.term("tv", lambda image, feats: tv_value(image, beta))
+
+
+# --- Mahendran & Vedaldi's normalised priors: R_alpha / (H W B^alpha), R_TV / (H W V^beta) ---------
+# Theirs: B is the typical norm of a pixel vector, about 80 for mean-subtracted images in 0-255 units
+# (their code), and V = B / 6.5. Our reading: the same B in our space (ImageNet-standardised, where one
+# unit is 255 * 0.226 ~ 57.7 grey levels on average over the three channels), so B ~ 1.39.
+MV_B = 80.0 / (255.0 * 0.226)
+MV_V = MV_B / 6.5
+
+
+def alpha_norm_normalised(alpha: float = 6.0, b: float = MV_B) -> Objective:
+    """||x||_alpha^alpha / (H W B^alpha): about 1 for an image whose pixel vectors have norm B."""
+    def fn(image, feats):
+        return alpha_norm_value(image / b, alpha) / (image.shape[-1] * image.shape[-2])
+    return Objective.term("alpha_norm", fn)
+
+
+def tv_normalised(beta: float = 2.0, v: float = MV_V) -> Objective:
+    """TV_beta / (H W V^beta): about 1 for an image whose neighbour differences have norm V."""
+    def fn(image, feats):
+        return tv_value(image / v, beta) / (image.shape[-1] * image.shape[-2])
+    return Objective.term("tv", fn)
+
+
+def depth_group(image_side: int, feature_side: int) -> int:
+    """0, 1, 2 for shallow (downsampling 1-2: VGG conv1-2), middle (4-8: conv3-4), deep (>= 16: conv5, fc).
+
+    Our reading of M&V's layer groups, made general by the node's downsampling; a vector output is deep."""
+    factor = image_side / max(feature_side, 1)
+    return 0 if factor <= 2 else 1 if factor <= 8 else 2

@@ -150,7 +150,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inversion settings (InversionConfig)")
     for f in dataclasses.fields(InversionConfig):
         flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, type=config_value(f.name, type(f.default)), default=None, choices=CHOICES.get(f.name),
+        kind = floats3 if isinstance(f.default, tuple) else config_value(f.name, type(f.default))
+        group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
                            help=f"(default: {f.default}, or the preset's)")
     group.add_argument("--preset", choices=list(PRESETS),
                        help="start from named settings; flags typed on top win. "

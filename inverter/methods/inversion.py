@@ -18,7 +18,8 @@ from inverter.config import ConfigError, InversionConfig
 from inverter.io.images import load_image
 from inverter.io.metrics import psnr, ssim
 from inverter.loop import initial_images, optimize
-from inverter.objectives import Objective, alpha_norm, feature_match, normalised_distance, tv
+from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, depth_group, feature_match,
+                                 normalised_distance, tv, tv_normalised)
 
 
 @dataclass
@@ -64,14 +65,23 @@ PER_RUN_FIELDS = ("lr", "lambda_alpha", "lambda_tv", "seed")  # may differ insid
 
 
 def inversion_objective(targets: dict[str, torch.Tensor], config: InversionConfig,
-                        weights: dict[str, float] | None = None, lambda_alpha=None, lambda_tv=None) -> Objective:
+                        weights: dict[str, float] | None = None, lambda_alpha=None, lambda_tv=None,
+                        image_side: int | None = None) -> Objective:
     """sum_i w_i ||phi_i(x) - phi_i(x0)||^2 / ||phi_i(x0)||^2 + lambda_alpha R_alpha + lambda_tv R_TV.
 
-    lambda_alpha / lambda_tv: a number, or one per batch element (tensor), default from config."""
+    lambda_alpha / lambda_tv: a number, or one per batch element (tensor), default from config.
+    config.priors picks plain or normalised priors; config.tv_depth_scale multiplies lambda_tv
+    by the factor of the deepest node's group (`depth_group`, needs image_side)."""
     weights = weights or {}
     objective = sum((weights.get(n, 1.0) * feature_match(n, t) for n, t in targets.items()), Objective())
     la = config.lambda_alpha if lambda_alpha is None else lambda_alpha
     ltv = config.lambda_tv if lambda_tv is None else lambda_tv
+    if config.tv_depth_scale:
+        side = image_side or max(t.shape[-1] for t in targets.values())
+        group = max(depth_group(side, t.shape[-1] if t.dim() == 4 else 1) for t in targets.values())
+        ltv = ltv * config.tv_depth_scale[group]
+    if config.priors == "normalised":
+        return objective + la * alpha_norm_normalised(config.alpha) + ltv * tv_normalised(config.beta)
     return objective + la * alpha_norm(config.alpha) + ltv * tv(config.beta)
 
 
@@ -123,7 +133,7 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
     if configs:
         per_run = {k: torch.tensor([getattr(c, k) for c in configs], device=device, dtype=dtype)
                    for k in ("lambda_alpha", "lambda_tv")}
-    objective = inversion_objective(targets, config, weights, **per_run)
+    objective = inversion_objective(targets, config, weights, **per_run, image_side=int(size[-1]))
     init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
     run = optimize(network, objective, config, init, seeds=seeds, progress=progress,
                    parameterization=parameterization, decorrelate=decorrelate,
