@@ -73,7 +73,8 @@ def constant_of_shape_model(path: Path, elements: int) -> Path:
 
 def caffe_files(folder: Path, name: str, *, stride: int = 1, pool_stride: int = 2, group: int = 1) -> tuple[Path, Path]:
     """A two-conv Caffe net whose layer and blob names carry `name`; a matching caffemodel."""
-    from converters.frontends.caffe.proto import make_blob, read_prototxt
+    from converters.frontends.caffe.proto import read_prototxt
+    from models.twins.caffe import make_blob
 
     folder.mkdir(parents=True, exist_ok=True)
     conv1, blob1, conv2, blob2 = f"{name}c1", f"{name}b1", f"{name}c2", f"{name}b2"
