@@ -217,7 +217,9 @@ def main(argv=None) -> int:
                     fresh = json.loads(store.read_text()) if store.is_file() else {}
                     fresh.update({key: results[key]})  # another column may be running alongside
                     results.update(fresh)
-                    store.write_text(json.dumps(results, indent=1, sort_keys=True))
+                    tmp = store.with_suffix(f".{os.getpid()}.tmp")  # atomic: parallel runs read it
+                    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+                    tmp.replace(store)
     methods = [m for m in METHODS if any(k.startswith(m + "|") for k in results)]
     print(write_report(results, args.size, args.iterations, args.nodes, methods, args.photos, out))
     shown = json.loads((out / "peers_table.json").read_text())["photos"]  # those every method ran

@@ -30,7 +30,8 @@ def test_same_seed_same_result_and_error_falls(vgg16_bn, image64):
 
 def test_first_layer_inversion_recovers_pixels(vgg16_bn, image64):
     res = invert(vgg16_bn, image64, "conv1_1", InversionConfig(iterations=60), progress=False)
-    assert res.feature_error["conv1_1"][0] < 0.01
+    # 0.0115 with the issue-15 defaults (stronger TV trades a little feature error for natural images)
+    assert res.feature_error["conv1_1"][0] < 0.02
     assert res.psnr[0] > 20
 
 
