@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from benchmarks.speed import bench_model, table
+from inverter.cli.options import positive_float, positive_int
 
 # AlexNet's conv3 block output is features.7 (Conv features.6 + ReLU features.7).
 DEFAULT_MODELS = [("vgg16_bn", "conv3_1", None), ("alexnet", "features.7", None), ("resnet50", "layer2.1", None)]
@@ -32,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", help="architecture name or ONNX file (repeatable, with --node)")
     parser.add_argument("--node", action="append", help="node to cut at, one per --model")
-    parser.add_argument("--size", type=int, help="input side (default: the model's own)")
-    parser.add_argument("--batch", type=int, default=1, help="images per step")
-    parser.add_argument("--min-run-time", type=float, default=None,
+    parser.add_argument("--size", type=positive_int, help="input side (default: the model's own)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="images per step")
+    parser.add_argument("--min-run-time", type=positive_float, default=None,
                         help="seconds per variant (blocked_autorange; default 2, --quick 0.3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-native", action="store_true")

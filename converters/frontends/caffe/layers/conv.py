@@ -7,7 +7,8 @@ from converters.frontends.caffe.proto import LayerParameter
 from converters.frontends.caffe.registry import converter
 
 
-def _conv_geometry(layer: LayerParameter):
+def _conv_geometry(layer: LayerParameter, channels: int):
+    """The layer's parameters, kernel, stride, pad, dilation and group, each checked."""
     p = layer.convolution_param
     if p.axis != 1:
         raise ConversionError(f"Caffe layer {layer.name!r}: convolution over axis {p.axis} is not supported")
@@ -15,19 +16,19 @@ def _conv_geometry(layer: LayerParameter):
     stride = pair(p.stride, "stride_h", "stride_w", p, 1, layer, "stride")
     pad = pair(p.pad, "pad_h", "pad_w", p, 0, layer, "pad")
     dilation = pair(p.dilation, None, None, p, 1, layer, "dilation")
-    return p, kernel, stride, pad, dilation
+    group = int(p.group)
+    if group < 1:
+        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
+    if channels % group or p.num_output % group:
+        raise ConversionError(f"Caffe layer {layer.name!r}: {channels} input and {p.num_output} output channels "
+                              f"do not split into {group} groups")
+    return p, kernel, stride, pad, dilation, group
 
 
 @converter("Convolution")
 def _convolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = image_input(builder, layer)
-    p, kernel, stride, pad, dilation = _conv_geometry(layer)
-    group = int(p.group)
-    if group < 1:
-        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
-    if c % group or p.num_output % group:
-        raise ConversionError(f"Caffe layer {layer.name!r}: {c} input and {p.num_output} output channels "
-                              f"do not split into {group} groups")
+    p, kernel, stride, pad, dilation, group = _conv_geometry(layer, c)
     blobs = builder.blobs(layer, 2 if p.bias_term else 1)
     weight = builder.fit(layer, blobs[0], (p.num_output, c // group, *kernel), "weight")
     inputs = [x, builder.const(layer, "weight", weight)]
@@ -44,10 +45,7 @@ def _convolution(builder: Builder, layer: LayerParameter) -> None:
 @converter("Deconvolution")
 def _deconvolution(builder: Builder, layer: LayerParameter) -> None:
     x, (n, c, h, w) = image_input(builder, layer)
-    p, kernel, stride, pad, dilation = _conv_geometry(layer)
-    group = int(p.group)
-    if group < 1:
-        raise ConversionError(f"Caffe layer {layer.name!r}: group {group} is invalid; it must be >= 1")
+    p, kernel, stride, pad, dilation, group = _conv_geometry(layer, c)
     blobs = builder.blobs(layer, 2 if p.bias_term else 1)
     weight = builder.fit(layer, blobs[0], (c, p.num_output // group, *kernel), "weight")  # (C_in, C_out/g, kh, kw)
     inputs = [x, builder.const(layer, "weight", weight)]
