@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from converters.network.network import Network
 from converters.input_spec import standardise
 from inverter.config import ConfigError, InversionConfig
-from inverter.objectives import Objective
+from inverter.objectives import MV_B, Objective
 from inverter.param import ImageParam
 from inverter.transforms import compose, jitter
 
@@ -83,12 +83,19 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
     seeds = seeds or [config.seed + b for b in range(batch)]
     gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams
     param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate, bounded)
-    groups = [{"params": [leaf], "lr": lr} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
+    area = init.shape[-1] * init.shape[-2] * MV_B**2 if config.lr_scales_with_area else 1.0
+    groups = [{"params": [leaf], "lr": lr * area} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
     if config.optimizer == "adam":
         opt = torch.optim.Adam(groups)
     else:
         opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    sched = torch.optim.lr_scheduler.StepLR(opt, config.decay_every, config.decay_factor) if config.decay_every else None
+    if config.decay_every:
+        sched = torch.optim.lr_scheduler.StepLR(opt, config.decay_every, config.decay_factor)
+    elif config.decay_at and config.decay_factor != 1:
+        milestones = sorted({max(1, round(f * config.iterations)) for f in config.decay_at})
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, config.decay_factor)
+    else:
+        sched = None
     augment = compose(jitter(config.jitter), transform)
     nodes = objective.nodes
     history: dict[str, list[torch.Tensor]] = {}

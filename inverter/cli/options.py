@@ -128,11 +128,32 @@ def positive_floats3(text: str) -> tuple[float, ...]:
     return values
 
 
+def fractions(text: str) -> tuple[float, ...]:
+    """`0.25,0.75`: the fractions of the run at which a multi-step schedule lowers the learning rate."""
+    values = tuple(float_list(text))
+    try:
+        InversionConfig(decay_at=values)
+    except ConfigError as exc:
+        raise BadValue(str(exc)) from None
+    return values
+
+
+BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+TUPLE_FIELDS = {"tv_depth_scale": floats3, "decay_at": fractions}
+
+
 def config_value(name: str, kind: type):
     """The argparse type of an InversionConfig field: parsed, then checked by InversionConfig.validate
     (finite, in range) at once, so a bad value stops before any model is read."""
     def parse(text: str):
-        value = _number(text, kind, "a whole number" if kind is int else "a number") if kind in (int, float) else text
+        if kind is bool:
+            if text.lower() not in BOOLEANS:
+                raise BadValue(f"expected yes or no, not {text!r}")
+            value = BOOLEANS[text.lower()]
+        elif kind in (int, float):
+            value = _number(text, kind, "a whole number" if kind is int else "a number")
+        else:
+            value = text
         try:
             InversionConfig(**{name: value})
         except ConfigError as exc:
@@ -150,7 +171,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inversion settings (InversionConfig)")
     for f in dataclasses.fields(InversionConfig):
         flag = "--" + f.name.replace("_", "-")
-        kind = floats3 if isinstance(f.default, tuple) else config_value(f.name, type(f.default))
+        kind = TUPLE_FIELDS[f.name] if isinstance(f.default, tuple) else config_value(f.name, type(f.default))
         group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
                            help=f"(default: {f.default}, or the preset's)")
     group.add_argument("--preset", choices=list(PRESETS),
