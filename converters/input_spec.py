@@ -74,6 +74,11 @@ class InputSpec:
                     if d["channels"] in (1, 4) and len(d["std"]) == 3 else d["std"]
         return InputSpec(**d)
 
+    @property
+    def colour(self) -> str:
+        """What the network sees, in words: grey, RGB, BGR, RGB+1 (a 4th channel)."""
+        return {1: "grey", 3: self.channel_order}.get(self.channels, f"{self.channel_order}+{self.channels - 3}")
+
     def with_channels(self, channels: int) -> "InputSpec":
         """This spec for a `channels`-channel input: a 3-value mean/std becomes its average for
         1 channel, and gains (0, 1) for a 4th channel, unless it already has that length."""

@@ -64,17 +64,20 @@ def torch_module_path(node_name: str) -> str | None:
     return path or None
 
 
-def scope_names(node_name: str) -> list[str]:
-    """`vgg16_1/block3_conv1_1/Relu` (tf2onnx keeps Keras name scopes) -> `block3_conv1`, ..."""
+def scope_names(node_name: str) -> list[tuple[str, str]]:
+    """`vgg16_1/block3_conv1_1/Relu` (tf2onnx keeps Keras name scopes) -> (`block3_conv1_1`, its path
+    `vgg16_1/block3_conv1_1`), (`block3_conv1`, the same path), ...: each scope name with the scope it names."""
     if node_name.startswith("/") or "/" not in node_name:
         return []
     out = []
     for path in node_name.split(";"):  # TFLite joins the names of the ops it fused with ';'
-        for part in path.split("/")[:-1]:
-            out.append(part)
+        parts = path.split("/")[:-1]
+        for k, part in enumerate(parts):
+            prefix = "/".join(parts[: k + 1])
+            out.append((part, prefix))
             base = _SCOPE_SUFFIX.sub("", part)
             if base != part:
-                out.append(base)
+                out.append((base, prefix))
     return list(dict.fromkeys(out))
 
 
@@ -162,20 +165,23 @@ def assign_aliases(nodes: list[NodeInfo], initializers: set[str]) -> None:
         node.aliases = []  # module names are generated identifiers (safe_names), not user names
     for alias, target in canonical_aliases(nodes, initializers).items():
         by_name[target].aliases.append(alias)
-    # A module path or scope names its last node: `layer2.1` -> the block's final ReLU.
-    last: dict[str, NodeInfo] = {}
+    # A module path or scope names its last node: `layer2.1` -> the block's final ReLU. A scope name that
+    # several scopes share (`batchnorm` inside every Keras BatchNormalization, `dense_1` as a layer and as
+    # the renamed `dense_1_1`) names the last node of each: resolving it lists them (NameTable).
+    last: dict[str, dict[str, NodeInfo]] = defaultdict(dict)
     for node in nodes:
         path = torch_module_path(node.name)
         if path:
             parts = path.split(".")
             for k in range(1, len(parts) + 1):
-                last[".".join(parts[:k])] = node
-        for scope in scope_names(node.name):
-            last[scope] = node
+                last[".".join(parts[:k])]["." + ".".join(parts[:k])] = node
+        for scope, prefix in scope_names(node.name):
+            last[scope][prefix] = node
     taken = {n.name for n in nodes} | {a for n in nodes for a in n.aliases}
-    for alias, node in last.items():
+    for alias, scopes in last.items():
         if alias not in taken:
-            node.aliases.append(alias)
+            for node in {n.name: n for n in scopes.values()}.values():
+                node.aliases.append(alias)
 
 
 class NameTable:
@@ -204,7 +210,7 @@ class NameTable:
                 chosen = [n for n in hits if prefer(n)]
                 if len(chosen) == 1:
                     return chosen[0]
-            listed = ", ".join(n.name for n in hits[:8])
+            listed = ", ".join(n.name for n in hits[:8]) + (f" and {len(hits) - 8} more" if len(hits) > 8 else "")
             raise NodeError(f"node name {name!r} is ambiguous: it matches {listed}; use one of those names")
         close = difflib.get_close_matches(name, list(self._index), n=6, cutoff=0.5)
         hint = f"closest names: {', '.join(close)}" if close else "run `invert-onnx nodes MODEL` to list them"

@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     rows = {}
-    load_network(args).resolve(args.node)  # an unknown node fails before any timing
+    load_network(args, notes=False).resolve(args.node)  # an unknown node fails before any timing
     from inverter.step_timer import time_step
 
     for label, speedups in (("plain", False), ("speed options", True)):

@@ -74,4 +74,4 @@ def _convert(args, output) -> tuple[dict, str]:
     summary = {"onnx": str(out), "nodes": len(network.nodes), "input": network.describe()["input"],
                "parity_vs_onnxruntime": parity.max_error}
     return summary, (f"{len(network.nodes)} nodes, input {spec.layout} {spec.size[0]}x{spec.size[1]} "
-                     f"{spec.channel_order}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")
+                     f"{spec.colour}; torch graph vs onnxruntime: max relative error {parity.max_error:.2e}")

@@ -32,7 +32,7 @@ def run(args) -> int:
     config = config_from(args)
     nodes, weights = split_weights(args.node)
     out = out_dir(args, Path("runs") / f"{args.model.stem}_{safe_stem(*nodes)}")
-    network = load_network(args)
+    network = load_network(args, notes=False)
     image = load_images(args.image, network.input_spec.size)  # several images: one batch, seeds seed, seed + 1, ...
     result = invert(network, image, nodes, config, weights=weights, progress=not args.quiet)
     files = write_result(result, out)

@@ -26,7 +26,7 @@ def run(args) -> int:
         return 0
     spec = network.input_spec
     print(f"{printable(args.model)}: {len(network.nodes)} nodes ({len(rows)} listed); input {printable(network.input_name)} {spec.layout} "
-          f"{spec.size[0]}x{spec.size[1]} {spec.channel_order} [0, {spec.scale:g}] ({spec.source})")
+          f"{spec.size[0]}x{spec.size[1]} {spec.colour} [0, {spec.scale:g}] ({spec.source})")
     print(f"{'node':<48} {'op':<20} {'shape':<20} {'RF':>5}  aliases")
     for r in rows:
         shape = "x".join(str(d) for d in r["shape"]) if r["shape"] else "?"

@@ -253,8 +253,12 @@ def speed_options(args) -> dict:
             "max_memory": gb * 2**30 if gb is not None else None}
 
 
-def load_network(args, path: Path | None = None):
-    """The model named on the command line, with any preprocessing overrides."""
+def load_network(args, path: Path | None = None, notes: bool = True):
+    """The model named on the command line, with any preprocessing overrides. notes: say on stderr what
+    was assumed in reading it (a guessed preprocessing, quantized weights made float, ...); `invert`
+    puts them in its own output instead."""
+    import sys
+
     from converters import load
     from converters.input_spec import InputSpec, recorded_spec
     from converters.network.network import Network, read_onnx
@@ -264,11 +268,17 @@ def load_network(args, path: Path | None = None):
     size_ = getattr(args, "size", None)
     input_name = getattr(args, "input_name", None)
     if not any(v is not None for v in overrides.values()):
-        return load(path, size=size_, input_name=input_name, **speed_options(args))
-    model = read_onnx(path)
-    base = recorded_spec(model) or InputSpec()
-    spec = base.replace(**overrides, source="command line")
-    return Network(model, input_spec=spec, size=size_, path=path, input_name=input_name, **speed_options(args))
+        network = load(path, size=size_, input_name=input_name, **speed_options(args))
+    else:
+        model = read_onnx(path)
+        base = recorded_spec(model) or InputSpec()
+        spec = base.replace(**overrides, source="command line")
+        network = Network(model, input_spec=spec, size=size_, path=path, input_name=input_name,
+                          **speed_options(args))
+    if notes:
+        for line in assumptions(network):
+            print(f"note: {Path(path).name}: {line}", file=sys.stderr)
+    return network
 
 
 def assumptions(network) -> list[str]:
@@ -277,7 +287,7 @@ def assumptions(network) -> list[str]:
     spec = network.input_spec
     lines = list(network.notes)
     if spec.source.startswith("default"):
-        lines.insert(0, f"the model records no preprocessing; assuming {spec.channel_order} [0, {spec.scale:g}], "
+        lines.insert(0, f"the model records no preprocessing; assuming {spec.colour} [0, {spec.scale:g}], "
                         f"mean {list(spec.mean)}, std {list(spec.std)} (set --scale/--mean/--std/--channel-order)")
     return lines
 

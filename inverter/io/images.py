@@ -91,11 +91,14 @@ def load_images(paths: list[str | Path], size: tuple[int, int]) -> torch.Tensor:
 
 
 def to_pil(rgb01: torch.Tensor) -> Image.Image:
-    """(3, H, W) or (1, 3, H, W) in [0, 1] -> 8-bit RGB image (clipped)."""
+    """(3, H, W) or (1, 3, H, W) in [0, 1] -> 8-bit image (clipped): grey ("L") when the three channels
+    are equal (what a one-channel network gives), else RGB."""
     t = rgb01.detach().cpu()
     if t.dim() == 4:
         t = t[0]
     array = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    if (array[..., :1] == array[..., 1:]).all():
+        return Image.fromarray(array[..., 0])  # uint8 (H, W): mode L
     return Image.fromarray(array)
 
 

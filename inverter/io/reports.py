@@ -93,7 +93,7 @@ def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title:
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(images):
-            ax.imshow(to_pil(images[k]))
+            ax.imshow(to_pil(images[k]).convert("RGB"))
             ax.set_title(labels[k], fontsize=8)
     if rows:
         for r, name in enumerate(rows):
@@ -162,7 +162,7 @@ def write_visualization(pixels: torch.Tensor, run, what: str, out_dir: Path, tit
 def saliency_figure(rgb01: torch.Tensor, maps: torch.Tensor, index: int, path: Path, title: str | None = None) -> Path:
     """image | saliency map (hot colour map, clipped at the 99.5th percentile)."""
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.4))
-    axes[0].imshow(to_pil(rgb01))
+    axes[0].imshow(to_pil(rgb01).convert("RGB"))
     axes[0].set_title("image", fontsize=9)
     shown = maps[0].detach().cpu().numpy()
     axes[1].imshow(shown, cmap="hot", vmin=0, vmax=float(np.percentile(shown, 99.5)) or None)

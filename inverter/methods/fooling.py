@@ -9,6 +9,7 @@ from converters.network.network import Network
 from converters.input_spec import destandardise, standardise
 from inverter.config import InversionConfig
 from inverter.loop import optimize
+from inverter.methods.saliency import check_class
 from inverter.objectives import cross_entropy
 
 
@@ -52,6 +53,9 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
         with torch.no_grad():
             return int(network.features(standardise(pixels), [node])[0].flatten(1).argmax(1)[0])
 
+    with torch.no_grad():
+        count = network.features(standardise(rgb01[:1]), [node])[0].flatten(1).shape[1]
+    check_class(target, count, node)
     before = top1(rgb01)
     run = optimize(network, cross_entropy(node, target), config, standardise(rgb01), progress=progress, stop=reached)
     pixels = destandardise(run.images).float().cpu()

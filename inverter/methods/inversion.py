@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from converters.network.network import Network
-from converters.input_spec import destandardise, standardise
+from converters.input_spec import LUMA, destandardise, standardise
 from inverter.config import ConfigError, InversionConfig
 from inverter.io.images import load_image
 from inverter.io.metrics import psnr, ssim
@@ -142,6 +142,10 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         final_feats = network.features(run.images, nodes)
     errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}
     pixels = destandardise(run.images).clamp(0, 1).float().cpu()
+    if network.input_spec.channels == 1:
+        # a grey network sees only the luma: the colour it cannot see is not part of the answer, and
+        # the photo is compared as the network sees it (the PNG is then written grey: io.images.to_pil)
+        pixels, original = grey(pixels), grey(original.float().cpu())
     ref = original.expand_as(pixels)
     return Result(
         image=pixels, original=original, nodes=nodes, resolved=resolved, history=run.history,
@@ -154,3 +158,9 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
                **({"runs": [c.to_dict() for c in configs]} if configs else {}),
                **({"cause": run.cause} if run.cause else {})},
     )
+
+
+def grey(rgb01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> its luma (ITU-R 601, as Pillow's "L"), repeated over the three channels."""
+    luma = (rgb01 * torch.tensor(LUMA, dtype=rgb01.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return luma.expand(-1, 3, -1, -1).contiguous()

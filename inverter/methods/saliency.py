@@ -5,6 +5,7 @@ import torch
 
 from converters.network.network import Network
 from converters.input_spec import standardise
+from inverter.config import ConfigError
 
 
 def saliency(network: Network, rgb01: torch.Tensor, index: int | None = None,
@@ -16,5 +17,12 @@ def saliency(network: Network, rgb01: torch.Tensor, index: int | None = None,
     (scores,) = network.features(standardise(x), [node])
     scores = scores.flatten(1)
     index = int(scores[0].argmax()) if index is None else index
+    check_class(index, scores.shape[1], node)
     scores[:, index].sum().backward()
     return x.grad.abs().amax(dim=1), index
+
+
+def check_class(index: int, count: int, node: str) -> None:
+    """Refuse a class (score) index the node does not have: one clear line, not an IndexError."""
+    if not 0 <= index < count:
+        raise ConfigError(f"class {index} is out of range: node {node!r} has {count} scores, so use 0..{count - 1}")

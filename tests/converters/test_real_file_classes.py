@@ -146,6 +146,27 @@ def test_grey_spec_sees_the_luma_of_the_image():
         InputSpec(channels=1, mean=(0.5, 0.5, 0.5), std=(1,))
 
 
+def test_a_grey_model_is_inverted_and_written_grey(photo, tmp_path):
+    """Item 5: a one-channel network's reconstruction and its PNG are grey, compared with the photo's luma
+    (Pillow's "L" conversion is the independent reference)."""
+    from PIL import Image
+
+    from inverter import InversionConfig, invert
+    from inverter.io.images import load_image
+    from inverter.io.reports import write_result
+
+    net = Network(_conv_bn_model(channels=1))
+    image = load_image(photo, (16, 16))
+    result = invert(net, image, "relu", InversionConfig(iterations=30), progress=False)
+    assert torch.equal(result.image[:, 0], result.image[:, 1]) and torch.equal(result.image[:, 1], result.image[:, 2])
+    files = write_result(result, tmp_path)
+    saved = Image.open(files["reconstruction"])
+    assert saved.mode == "L"
+    rgb = Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    pillow_grey = np.asarray(rgb.convert("L"), dtype=np.float32) / 255
+    assert np.abs(result.original[0, 0].numpy() - pillow_grey).max() <= 1.5 / 255
+
+
 def test_several_inputs_default_to_the_image_and_fix_the_others():
     model = _conv_bn_model(second_input=True)
     net = Network(model)
@@ -156,3 +177,58 @@ def test_several_inputs_default_to_the_image_and_fix_the_others():
     assert np.abs(net.features(x, ["add_side"])[0].numpy() - ref).max() <= 1e-4
     with pytest.raises(ModelError, match="no graph input"):
         Network(model, input_name="nope")
+
+
+def test_a_scope_name_several_layers_share_lists_them():
+    """tf2onnx keeps Keras scopes: `batchnorm` is inside every BatchNormalization layer, `dense_1` is a layer
+    and also the base of the renamed `dense_1_1`. Such a name must list its candidates, not pick one (item 9)."""
+    ch = 3
+    inits, nodes, prev = [], [], "x"
+    names = ["m/block1_bn/batchnorm/add_1", "m/block2_bn/batchnorm/add_1", "m/dense_1/BiasAdd", "m/dense_1_1/BiasAdd"]
+    for k, name in enumerate(names):
+        w = numpy_helper.from_array(RNG.standard_normal((ch, ch, 1, 1)).astype(np.float32), f"w{k}")
+        inits.append(w)
+        nodes.append(helper.make_node("Conv", [prev, f"w{k}"], [f"t{k}"], name=name))
+        prev = f"t{k}"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ch, 8, 8])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    net = Network(model, input_spec=InputSpec(mean=(0, 0, 0), std=(1, 1, 1)))
+    for generic, expected in [("batchnorm", names[:2]), ("dense_1", names[2:])]:
+        with pytest.raises(NodeError, match="ambiguous") as err:
+            net.resolve(generic)
+        assert all(n in str(err.value) for n in expected), str(err.value)
+    # names that say one scope still resolve: a layer, the model scope (its last node), a full name
+    assert net.resolve("block2_bn").name == names[1]
+    assert net.resolve("dense_1_1").name == names[3]
+    assert net.resolve("m").name == names[3]
+
+
+def test_receptive_field_after_a_focus_stem_matches_the_gradient():
+    """Item 8: YOLOv5's Focus (four stride-2 Slices, concatenated) then 3x3 convs. The receptive field the
+    tool reports equals the extent of the input gradient of one output pixel (the independent reference)."""
+    inits = [numpy_helper.from_array(np.array(v, dtype=np.int64), k) for k, v in
+             {"s00": [0, 0], "s10": [1, 0], "s01": [0, 1], "s11": [1, 1], "ends": [10**9, 10**9],
+              "axes": [2, 3], "steps": [2, 2]}.items()]
+    nodes = [helper.make_node("Slice", ["x", s, "ends", "axes", "steps"], [f"q{s}"], name=f"slice_{s}")
+             for s in ("s00", "s10", "s01", "s11")]
+    nodes.append(helper.make_node("Concat", [f"q{s}" for s in ("s00", "s10", "s01", "s11")], ["focus"], axis=1,
+                                  name="focus"))
+    prev = "focus"
+    for k, c_in in enumerate((12, 8)):
+        inits.append(numpy_helper.from_array(RNG.standard_normal((8, c_in, 3, 3)).astype(np.float32), f"w{k}"))
+        nodes.append(helper.make_node("Conv", [prev, f"w{k}"], [f"c{k}"], name=f"conv{k}", pads=[1, 1, 1, 1]))
+        prev = f"c{k}"
+    g = helper.make_graph(nodes, "focus", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    net = Network(model, input_spec=InputSpec(mean=(0, 0, 0), std=(1, 1, 1)))
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    for node in ("conv0", "conv1"):
+        (out,) = net(x, [node])
+        (grad,) = torch.autograd.grad(out[0, :, 8, 8].sum(), x)
+        rows = torch.nonzero(grad.abs().sum((0, 1, 3)) > 0)
+        extent = int(rows.max() - rows.min() + 1)
+        assert net.resolve(node).receptive_field == extent, node  # 6 and 10; a plain walk said 3 and 5

@@ -288,6 +288,20 @@ def test_to_onnx_passes_the_size_to_an_open_size_keras_file(tmp_path):
     assert rel(onnxruntime_output(out, x), model.predict(x, verbose=0)) < TOL
 
 
+def test_grey_sequential_keras_model_converts_and_records_one_channel(tmp_path):
+    """Issue 14 item 11: a 1-channel Keras model (a Sequential one: tf2onnx's from_keras fails on Keras 3
+    Sequential outputs, 'keras_tensor_2') converts, keeps its layer names, and records one mean/std."""
+    model = keras.Sequential([keras.Input((20, 20, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+                              keras.layers.Conv2D(4, 3, name="c2")])
+    path = tmp_path / "grey.keras"
+    model.save(path)
+    out = to_onnx(path, tmp_path / "grey.onnx")
+    x = np.random.RandomState(2).rand(1, 20, 20, 1).astype(np.float32)
+    net = assert_parity(out, x, model.predict(x, verbose=0))
+    assert net.input_spec.channels == 1 and len(net.input_spec.mean) == 1 and net.input_spec.source == "metadata"
+    assert net.resolve("c1").op_type == "Relu" and net.resolve("c2").op_type in ("Conv", "Transpose")
+
+
 # ----------------------------------------------------------------------------- the real HED model
 HED_SIZE = 128
 

@@ -169,3 +169,7 @@ def test_a_guessed_preprocessing_is_said_and_recorded(vgg16_bn_path, photo, tmp_
     assert "records no preprocessing; assuming RGB [0, 1]" in r.stdout
     recorded = json.loads((out / "metrics.json").read_text())["input"]
     assert recorded["source"].startswith("default") and recorded["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    # every command says it, not only invert (issue 14, item 6)
+    r = run_cli("saliency", bare, "--image", photo, "--out", tmp_path / "sal", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "note: bare.onnx: the model records no preprocessing; assuming RGB [0, 1]" in r.stderr

@@ -433,3 +433,20 @@ def test_interrupt_while_saving_leaves_each_file_whole(tmp_path):
         save_atomic(path, half_then_ctrl_c)
     assert path.read_text() == "old and whole"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_library_saliency_and_fool_refuse_a_class_the_node_lacks(vgg16_bn):
+    """The library functions check the index themselves, not only the CLI: a clear ConfigError, no IndexError."""
+    from inverter.config import ConfigError
+    from inverter.methods.fooling import fool
+    import torch
+
+    from inverter.methods.saliency import saliency
+
+    image = torch.rand(1, 3, 64, 64)
+    count = 512 * 2 * 2  # vgg16_bn features at 64 px: (512, 2, 2) scores
+    for call in (lambda: saliency(vgg16_bn, image, index=count), lambda: fool(vgg16_bn, image, count, progress=False)):
+        with pytest.raises(ConfigError, match=f"class {count} is out of range.*0..{count - 1}"):
+            call()
+    _, index = saliency(vgg16_bn, image, index=count - 1)
+    assert index == count - 1

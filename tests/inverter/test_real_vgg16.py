@@ -39,9 +39,10 @@ def test_parity_with_onnxruntime(hed_vgg16):
 
 
 def test_short_inversions_at_224(hed_vgg16, photo):
-    """Shortened from the 200-iteration study in scripts/core_study.py."""
-    low = invert(hed_vgg16, photo, "relu1_2", InversionConfig(iterations=60), progress=False)
-    assert low.psnr[0] > 18, low.summary()
+    """relu1_2 with the defaults as the study runs them (22.06 dB measured; 14 s on 2 cores): a 60-iteration
+    run would drop its lr at 45 (decay_at is a fraction of the run) and end at 16 dB. conv3_1 shortened."""
+    low = invert(hed_vgg16, photo, "relu1_2", InversionConfig(), progress=False)
+    assert low.psnr[0] > 20, low.summary()
     mid = invert(hed_vgg16, photo, "conv3_1", InversionConfig(iterations=60), progress=False)
     history = mid.history["feature:conv3_1"][:, 0]
     assert history[-1] < 0.25 * history[0], mid.summary()

@@ -99,7 +99,17 @@ def keras_proto(model, size, opset: int, split: bool = True) -> onnx.ModelProto:
     def convert(batch: int | None):
         return tf2onnx.convert.from_keras(model, input_signature=(with_batch(tf, spec, batch),), opset=opset)
 
-    return run_tf2onnx(convert, name=what)
+    def traced(batch: int | None):
+        # The model as a tf.function: what from_keras fails on (Keras 3 Sequential models, whose output
+        # tensors tf2onnx cannot name: 'keras_tensor_2') traces the same ops, layer scopes included.
+        function = tf.function(lambda x: model(x, training=False))
+        return tf2onnx.convert.from_function(function, input_signature=(with_batch(tf, spec, batch),), opset=opset)
+
+    try:
+        return run_tf2onnx(convert, name=what)
+    except ConversionError as exc:
+        log.info("%s: %s; converting it as a traced function", what, exc)
+        return run_tf2onnx(traced, name=what)
 
 
 def with_batch(tf, spec, batch: int | None):
