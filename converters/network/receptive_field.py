@@ -15,13 +15,13 @@ def assign_receptive_fields(nodes: list[NodeInfo], model: onnx.ModelProto) -> No
     """Set `receptive_field` (pixels along one side; None once the node sees the whole image)."""
     inits = {t.name: t for t in model.graph.initializer}
     protos = {n.name: n for n in model.graph.node}
-    rank = {t: len(n.shape) for n in nodes if n.shape for t in n.outputs[:1]}
     # tensor -> (receptive field, jump between neighbouring outputs), both in input pixels.
     # Only image-like tensors (rank >= 3) carry a field: shape computations feeding Pad or
     # Reshape do not.
     field: dict[str, tuple[float, float]] = {i.name: (1.0, 1.0) for i in model.graph.input}
     shape_of = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     shape_of.update({n.outputs[0]: list(n.shape) for n in nodes if n.shape})
+    rank = {t: len(shape) for t, shape in shape_of.items()}
     for node in nodes:
         ins = [field[t] for t in node.inputs if t in field]
         if not ins or (node.shape is not None and len(node.shape) < 2):

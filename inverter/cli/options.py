@@ -128,18 +128,7 @@ def positive_floats3(text: str) -> tuple[float, ...]:
     return values
 
 
-def fractions(text: str) -> tuple[float, ...]:
-    """`0.25,0.75`: the fractions of the run at which a multi-step schedule lowers the learning rate."""
-    values = tuple(float_list(text))
-    try:
-        InversionConfig(decay_at=values)
-    except ConfigError as exc:
-        raise BadValue(str(exc)) from None
-    return values
-
-
 BOOLEANS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
-TUPLE_FIELDS = {"tv_depth_scale": floats3, "decay_at": fractions}
 
 
 def config_value(name: str, kind: type):
@@ -152,6 +141,8 @@ def config_value(name: str, kind: type):
             value = BOOLEANS[text.lower()]
         elif kind in (int, float):
             value = _number(text, kind, "a whole number" if kind is int else "a number")
+        elif kind is tuple:  # tv_depth_scale 0.3,5,30; decay_at 0.25,0.75
+            value = tuple(float_list(text))
         else:
             value = text
         try:
@@ -171,8 +162,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("inversion settings (InversionConfig)")
     for f in dataclasses.fields(InversionConfig):
         flag = "--" + f.name.replace("_", "-")
-        kind = TUPLE_FIELDS[f.name] if isinstance(f.default, tuple) else config_value(f.name, type(f.default))
-        group.add_argument(flag, type=kind, default=None, choices=CHOICES.get(f.name),
+        group.add_argument(flag, type=config_value(f.name, type(f.default)), default=None, choices=CHOICES.get(f.name),
                            help=f"(default: {f.default}, or the preset's)")
     group.add_argument("--preset", choices=list(PRESETS),
                        help="start from named settings; flags typed on top win. "

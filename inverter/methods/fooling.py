@@ -54,9 +54,9 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
             return int(network.features(standardise(pixels), [node])[0].flatten(1).argmax(1)[0])
 
     with torch.no_grad():
-        count = network.features(standardise(rgb01[:1]), [node])[0].flatten(1).shape[1]
-    check_class(target, count, node)
-    before = top1(rgb01)
+        scores = network.features(standardise(rgb01[:1]), [node])[0].flatten(1)
+    check_class(target, scores.shape[1], node)
+    before = int(scores.argmax(1)[0])
     run = optimize(network, cross_entropy(node, target), config, standardise(rgb01), progress=progress, stop=reached)
     pixels = destandardise(run.images).float().cpu()
     clipped = pixels.clamp(0, 1)
