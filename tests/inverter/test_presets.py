@@ -25,7 +25,8 @@ def test_normalised_priors_carry_across_sizes():
 
     from inverter.objectives import alpha_norm_normalised, tv_normalised
 
-    small, large = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 128, 128)
+    gen = torch.Generator().manual_seed(0)  # unseeded, the 32 px alpha-norm misses rel 0.3 in ~1% of runs
+    small, large = torch.randn(1, 3, 32, 32, generator=gen), torch.randn(1, 3, 128, 128, generator=gen)
     a = [float(alpha_norm_normalised().evaluate(x, {})["alpha_norm"]) for x in (small, large)]
     t = [float(tv_normalised().evaluate(x, {})["tv"]) for x in (small, large)]
     assert a[0] == pytest.approx(a[1], rel=0.3) and t[0] == pytest.approx(t[1], rel=0.1)
