@@ -81,13 +81,13 @@ def cnn_visualizations(network, original, node, iterations=200, seed=0, device="
         return alpha_norm(target - org, 2) / alpha_norm(org, 2)
 
     with torch.no_grad():
-        (target,) = network.features(standardise(original), [node])
+        (target,) = network.from_standardised(standardise(original), [node])
     gen = torch.Generator().manual_seed(seed)
     opt_img = (1e-1 * torch.randn(original.shape, generator=gen)).to(device).requires_grad_(True)
     optimizer = torch.optim.SGD([opt_img], lr=1e4, momentum=0.9)
     for i in range(iterations):
         optimizer.zero_grad()
-        (output,) = network.features(opt_img, [node])
+        (output,) = network.from_standardised(opt_img, [node])
         loss = (1e-1 * euclidian_loss(target, output) + 1e-7 * alpha_norm(opt_img, 6)
                 + 1e-8 * total_variation_norm(opt_img, 2))
         loss.backward()
@@ -121,7 +121,7 @@ def measure(network, original, node, image):
 
     original = original.to(image.device)
     with torch.no_grad():
-        feats = network.features(torch.cat([standardise(original), image]), [node])[0]
+        feats = network.from_standardised(torch.cat([standardise(original), image]), [node])[0]
     pixels = destandardise(image).clamp(0, 1).cpu()
     return float(normalised_distance(feats[1:], feats[:1])), ssim(pixels, original.cpu()), pixels
 

@@ -137,13 +137,13 @@ def variants(network: Network, node: str, *, batch: int, seed: int, fast_net: Ne
     h, w = network.input_spec.size
     gen = torch.Generator().manual_seed(seed)
     image, original = torch.randn(batch, 3, h, w, generator=gen), torch.randn(batch, 3, h, w, generator=gen)
-    converted = lambda v: network.features(v, [name])[0]  # noqa: E731
+    converted = lambda v: network.from_standardised(v, [name])[0]  # noqa: E731
     with torch.no_grad():
         target, reference = converted(original), converted(image)
     v = image.clone().requires_grad_(True)
     forwards: dict[str, Callable] = {"converted": converted}
     if fast_net is not None:
-        forwards["speed options"] = lambda v: fast_net.features(v, [name])[0]
+        forwards["speed options"] = lambda v: fast_net.from_standardised(v, [name])[0]
     if native_module is not None:
         cut, _ = native_cut(_frozen(native_module), network, name)
         adapt = (lambda v: v) if network.input_spec.is_identity() else network.input_spec.adapt

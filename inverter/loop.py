@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,7 @@ from converters.network.network import Network
 from converters.input_spec import standardise
 from inverter.config import ConfigError, InversionConfig
 from inverter.objectives import MV_B, Objective
-from inverter.param import ImageParam
+from inverter.param import ImageParam, Parameterization
 from inverter.transforms import compose, jitter
 
 log = logging.getLogger(__name__)
@@ -66,24 +68,54 @@ def initial_images(shape: tuple[int, int, int], seeds: list[int], config: Invers
     return torch.stack([torch.randn(shape, generator=_generator(s)) * config.init_scale for s in seeds])
 
 
-def optimize(network: Network, objective: Objective, config: InversionConfig, init: torch.Tensor,
-             seeds: list[int] | None = None, progress: bool = True, stop=None, transform=None,
-             parameterization: str = "pixel", decorrelate: bool = False, bounded: bool = False,
-             lrs: list[float] | None = None) -> Run:
+@contextmanager
+def placed(network: Network, config: InversionConfig) -> Iterator[tuple[torch.device, torch.dtype]]:
+    """Run the network on config.device and config.dtype, and put it back where it was afterwards.
+
+    Every method works inside this, so calling one never moves the caller's network; nested
+    uses cost nothing (`Network.to` keeps its cached cuts when nothing changes)."""
+    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
+    before = (network.device, network.dtype)
+    network.to(device, dtype)
+    try:
+        yield device, dtype
+    finally:
+        network.to(*before)
+
+
+def optimize(network: Network, objective: Objective, config: InversionConfig, image: torch.Tensor | Parameterization,
+             *, seeds: list[int] | None = None, lrs: list[float] | None = None, transform=None, stop=None,
+             progress: bool = True) -> Run:
     """Minimise `objective` over a batch of images; gradients reach the images only.
 
-    init: (B, 3, H, W) start images in engine space. seeds: one per element (jitter and
-    transform draws). lrs: one learning rate per element (default config.lr).
+    image: the start images (B, 3, H, W) in engine space, optimised as pixels; or any
+    parameterisation, a value with one leaf tensor per batch element and `image()` (for example
+    `ImageParam(init, "fourier", decorrelate=True)`; Lucent's `param_f`): a new parameterisation
+    is a new class, not a new argument here. seeds: one per element (jitter and transform draws).
+    lrs: one learning rate per element (default config.lr).
     stop(images, feats) -> bool per element: stop once all are True.
     transform(x, generators) -> x: robustness transforms, after the built-in jitter.
+    Runs on config.device and config.dtype and leaves the network where it was (`placed`).
     """
-    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
-    network.to(device, dtype)
-    batch = init.shape[0]
+    with placed(network, config) as (device, dtype):
+        if isinstance(image, torch.Tensor):
+            param: Parameterization = ImageParam(image.detach().to(device, dtype))
+        else:
+            param = image
+            if any(leaf.device.type != device.type or leaf.dtype != dtype for leaf in param.leaves):
+                raise ConfigError(f"the parameterisation's tensors are not on {config.device} in {config.dtype}: "
+                                  "build it from a start image on that device and in that dtype")
+        return _loop(network, objective, config, param, seeds, lrs, transform, stop, progress, device, dtype)
+
+
+def _loop(network, objective, config, param, seeds, lrs, transform, stop, progress, device, dtype) -> Run:
+    batch = len(param.leaves)
     seeds = seeds or [config.seed + b for b in range(batch)]
     gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams
-    param = ImageParam(init.detach().to(device, dtype), parameterization, decorrelate, bounded)
-    area = init.shape[-1] * init.shape[-2] * MV_B**2 if config.lr_scales_with_area else 1.0
+    with torch.no_grad():
+        best = param.image().detach().clone()
+    height, width = best.shape[-2:]
+    area = height * width * MV_B**2 if config.lr_scales_with_area else 1.0
     groups = [{"params": [leaf], "lr": lr * area} for leaf, lr in zip(param.leaves, lrs or [config.lr] * batch)]
     if config.optimizer == "adam":
         opt = torch.optim.Adam(groups)
@@ -99,8 +131,6 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
     augment = compose(jitter(config.jitter), transform)
     nodes = objective.nodes
     history: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        best = param.image().detach().clone()
     best_loss = torch.full((batch,), float("inf"), device=device, dtype=dtype)
     stopped, it, cause = "done", 0, ""
     start = time.perf_counter()
@@ -110,7 +140,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, in
             opt.zero_grad(set_to_none=True)
             v = param.image()
             x = augment(v, gens)
-            feats = dict(zip(nodes, network.features(x, nodes))) if nodes else {}
+            feats = dict(zip(nodes, network.from_standardised(x, nodes))) if nodes else {}
             terms = objective.evaluate(v, feats)
             total = sum(terms.values())
             if not torch.isfinite(total).all():

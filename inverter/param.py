@@ -10,6 +10,8 @@ without limit).
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from converters.input_spec import destandardise, standardise
@@ -20,6 +22,18 @@ _COLOR_NORM = COLOR_SQRT.norm(dim=0).max()
 
 
 PARAMETERIZATIONS = ("pixel", "fourier")
+
+
+class Parameterization(Protocol):
+    """What `inverter.loop.optimize` moves: one leaf tensor per batch element (each gets its own
+    learning rate and optimiser state) and the differentiable image they make. Any class with
+    these two is a parameterisation (the role of Lucent's `param_f`)."""
+
+    leaves: list[torch.Tensor]
+
+    def image(self) -> torch.Tensor:
+        """(B, 3, H, W) in engine space, differentiable with respect to the leaves."""
+        ...
 
 
 class ImageParam:

@@ -15,12 +15,12 @@ def time_step(network: Network, node: str, batch: int = 1, seconds: float = 2.0)
     g = torch.Generator().manual_seed(0)
     target_image = standardise(torch.rand(1, 3, h, w, generator=g))
     with torch.no_grad():
-        (target,) = network.features(target_image, [node])
+        (target,) = network.from_standardised(target_image, [node])
     v = (0.1 * torch.randn(batch, 3, h, w, generator=g)).requires_grad_(True)
 
     def step():
         v.grad = None
-        (feature,) = network.features(v, [node])
+        (feature,) = network.from_standardised(v, [node])
         normalised_distance(feature, target).sum().backward()
 
     step()  # builds and caches the cut

@@ -84,7 +84,7 @@ def main() -> int:
         with torch.no_grad():
             from converters.input_spec import standardise
 
-            logits = eff.features(standardise(pixels), eff.output_names)[0]
+            logits = eff.from_standardised(standardise(pixels), eff.output_names)[0]
         numbers[f"class_{cls}"] = {"top1": int(logits.argmax()), "probability": float(logits.softmax(1)[0, cls])}
         images.append(pixels[0])
         labels.append(f"{name} ({cls})\np = {numbers[f'class_{cls}']['probability']:.2f}")

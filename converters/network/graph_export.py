@@ -1,4 +1,5 @@
-"""Layer graphs of a Network: JSON, Graphviz DOT, SVG (through graphviz), self-contained HTML, Markdown.
+"""Layer graphs of a Network: JSON, Graphviz DOT, SVG (through graphviz), self-contained HTML, Markdown,
+and ONNX for Netron (the viewer this field uses) with our names written into each node's documentation.
 
 Nodes carry their aliases, op, output shape and receptive field; inverted nodes are
 highlighted. Shape computations (Shape, Gather, Constant ...) are left out unless asked for.
@@ -16,7 +17,8 @@ from converters.network.edges import producers
 from converters.network.network import Network
 from converters.network.safe_names import printable
 
-FORMATS = ("json", "dot", "svg", "html", "md")
+FORMATS = ("json", "dot", "svg", "html", "md", "onnx")
+BINARY = ("onnx",)
 
 
 def graph_data(network: Network, highlight: list[str] | None = None, include_all: bool = False) -> dict:
@@ -164,9 +166,36 @@ def to_markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_graph(network: Network, fmt: str, highlight: list[str] | None = None, include_all: bool = False) -> str:
+def to_netron(network: Network, data: dict) -> bytes:
+    """The model as loaded (shapes fixed at the chosen size), each node documented with its aliases,
+    output shape and receptive field, and the highlighted nodes listed in the metadata: open it in
+    Netron (`pip install netron; netron graph.onnx`) to see our names in its node panel."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(network.onnx_model.SerializeToString())
+    described = {n["name"]: n for n in data["nodes"]}
+    for node in model.graph.node:
+        info = described.get(node.name)
+        if info is None:
+            continue
+        shape = "x".join(map(str, info["shape"])) if info["shape"] else "?"
+        rf = "whole input" if info["receptive_field"] is None else f"{info['receptive_field']} px"
+        lines = [f"invert-onnx names: {', '.join(info['aliases']) or '(none)'}", f"output shape: {shape}",
+                 f"receptive field: {rf}"]
+        node.doc_string = "\n".join(lines + ([node.doc_string] if node.doc_string else []))
+    marked = [n["name"] for n in data["nodes"] if n["highlight"]]
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "invert_onnx.highlight": json.dumps(marked)})
+    return model.SerializeToString()
+
+
+def export_graph(network: Network, fmt: str, highlight: list[str] | None = None,
+                 include_all: bool = False) -> str | bytes:
+    """The graph in `fmt` (FORMATS): text, or bytes for the formats in BINARY."""
     if fmt not in FORMATS:
         raise UserError(f"graph format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     data = graph_data(network, highlight, include_all)
+    if fmt == "onnx":
+        return to_netron(network, data)
     return {"json": lambda d: json.dumps(d, indent=2) + "\n", "dot": to_dot, "svg": to_svg, "html": to_html,
             "md": to_markdown}[fmt](data)

@@ -119,7 +119,7 @@ class Network(nn.Module):
         self.channels_last = False
         if channels_last:
             self.set_channels_last(True)
-        self._identity_checked: InputSpec | None = None  # features() skips adapt when it is the identity
+        self._identity_checked: InputSpec | None = None  # from_standardised() skips adapt when it is the identity
         self._identity = False
 
     def set_channels_last(self, enabled: bool = True) -> "Network":
@@ -279,7 +279,10 @@ class Network(nn.Module):
         return self._cuts[tensors]
 
     def forward(self, x: torch.Tensor, outputs: list[str] | None = None) -> list[torch.Tensor]:
-        """The tensors at `outputs` (any accepted names; default: the model's outputs)."""
+        """The tensors at `outputs` (any accepted names; default: the model's outputs).
+
+        x is in the model's own input space (its layout, channel order, scale, mean and std:
+        `input_spec`); `from_standardised` takes the engine's space instead."""
         tensors = tuple(self._tensor_of(n) for n in (outputs or self.output_names))
         x = x.to(self.dtype)
         if self.channels_last and x.dim() == 4 and self.input_spec.layout == "NCHW":
@@ -287,13 +290,20 @@ class Network(nn.Module):
         return list(self.cut(tensors)(x))
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are (the CPU unless moved with `.to`)."""
+        tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
+        return next((t.device for t in tensors), torch.device("cpu"))
+
+    @property
     def dtype(self) -> torch.dtype:
         """The floating-point type of the weights (float32 unless moved with `.to`)."""
         tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
         return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
 
-    def features(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
-        """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW)."""
+    def from_standardised(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
+        """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW,
+        `converters.input_spec.standardise`), adapted exactly to the model's own input."""
         spec = self.input_spec
         if self._identity_checked is not spec:  # input_spec may be replaced: check again
             self._identity_checked, self._identity = spec, spec.is_identity()

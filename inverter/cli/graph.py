@@ -1,10 +1,11 @@
-"""Export the layer graph (json, dot, svg, html, md): nodes with aliases, shapes, receptive fields."""
+"""Export the layer graph (json, dot, svg, html, md, onnx for Netron): nodes with aliases, shapes, receptive fields."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from converters.network.graph_export import FORMATS
+from converters.errors import UserError
+from converters.network.graph_export import BINARY, FORMATS
 from inverter.cli.options import add_common, add_input_spec_options, load_network
 
 
@@ -22,11 +23,14 @@ def run(args) -> int:
     from converters.network.graph_export import export_graph
     from inverter.io.images import save_atomic
 
+    if args.format in BINARY and not args.output:
+        raise UserError(f"--format {args.format} writes a binary file: give -o FILE.{args.format}")
     network = load_network(args)
-    text = export_graph(network, args.format, highlight=args.node, include_all=args.all)
+    content = export_graph(network, args.format, highlight=args.node, include_all=args.all)
     if args.output:
-        save_atomic(args.output, lambda tmp: tmp.write_text(text))
+        save_atomic(args.output, lambda tmp: tmp.write_bytes(content) if isinstance(content, bytes)
+                    else tmp.write_text(content))
         print(f"{args.format} graph of {len(network.nodes)} nodes -> {args.output}")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(content)
     return 0

@@ -8,7 +8,7 @@ import torch
 from converters.network.network import Network
 from converters.input_spec import destandardise, standardise
 from inverter.config import InversionConfig
-from inverter.loop import optimize
+from inverter.loop import optimize, placed
 from inverter.methods.saliency import check_class
 from inverter.objectives import cross_entropy
 
@@ -42,25 +42,24 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
     config = config or InversionConfig(iterations=100, lr=0.01, lambda_alpha=0, lambda_tv=0, init="image")
     node = node or network.output_names[0]
 
-    def reached(image, feats):
-        """The target wins on the image as it will be saved: clipped and rounded to 8 bits."""
-        with torch.no_grad():
-            saved = (destandardise(image).clamp(0, 1) * 255).round() / 255
-            (logits,) = network.features(standardise(saved), [node])
-        return logits.flatten(1).argmax(1) == target
+    with placed(network, config) as (device, dtype):
+        def scores_of(pixels: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return network.from_standardised(standardise(pixels.to(device, dtype)), [node])[0].flatten(1)
 
-    def top1(pixels: torch.Tensor) -> int:
-        with torch.no_grad():
-            return int(network.features(standardise(pixels), [node])[0].flatten(1).argmax(1)[0])
+        def reached(image, feats):
+            """The target wins on the image as it will be saved: clipped and rounded to 8 bits."""
+            with torch.no_grad():
+                saved = (destandardise(image).clamp(0, 1) * 255).round() / 255
+            return scores_of(saved).argmax(1) == target
 
-    with torch.no_grad():
-        scores = network.features(standardise(rgb01[:1]), [node])[0].flatten(1)
-    check_class(target, scores.shape[1], node)
-    before = int(scores.argmax(1)[0])
-    run = optimize(network, cross_entropy(node, target), config, standardise(rgb01), progress=progress, stop=reached)
-    pixels = destandardise(run.images).float().cpu()
-    clipped = pixels.clamp(0, 1)
-    after = top1(clipped)
+        scores = scores_of(rgb01[:1])
+        check_class(target, scores.shape[1], node)
+        before = int(scores.argmax(1)[0])
+        run = optimize(network, cross_entropy(node, target), config, standardise(rgb01), progress=progress,
+                       stop=reached)
+        clipped = destandardise(run.images).float().cpu().clamp(0, 1)
+        after = int(scores_of(clipped).argmax(1)[0])
     return Fooled(image=clipped, original=rgb01, target=target, before=before, after=after,
                   iterations=run.iterations, max_pixel_change=float((clipped - rgb01).abs().max()),
                   stopped=run.stopped)

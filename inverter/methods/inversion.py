@@ -17,7 +17,8 @@ from converters.input_spec import LUMA, destandardise, standardise
 from inverter.config import ConfigError, InversionConfig
 from inverter.io.images import load_image
 from inverter.io.metrics import psnr, ssim
-from inverter.loop import initial_images, optimize
+from inverter.param import ImageParam
+from inverter.loop import initial_images, optimize, placed
 from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, depth_group, feature_match,
                                  normalised_distance, tv, tv_normalised)
 
@@ -124,23 +125,22 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
     if original.shape[0] not in (1, batch) or len(seeds) not in (1, batch):
         raise ConfigError("give one image per seed, or one image or one seed for all")
     seeds = seeds * batch if len(seeds) == 1 else seeds
-    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
-    network.to(device, dtype)
-    with torch.no_grad():
-        target_feats = network.features(standardise(original).to(device, dtype), nodes)
-    targets = dict(zip(nodes, target_feats))
-    per_run = {}
-    if configs:
-        per_run = {k: torch.tensor([getattr(c, k) for c in configs], device=device, dtype=dtype)
-                   for k in ("lambda_alpha", "lambda_tv")}
-    objective = inversion_objective(targets, config, weights, **per_run, image_side=int(size[-1]))
-    init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
-    run = optimize(network, objective, config, init, seeds=seeds, progress=progress,
-                   parameterization=parameterization, decorrelate=decorrelate,
-                   lrs=[c.lr for c in configs] if configs else None)
-    with torch.no_grad():
-        final_feats = network.features(run.images, nodes)
-    errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}
+    with placed(network, config) as (device, dtype):
+        with torch.no_grad():
+            target_feats = network.from_standardised(standardise(original).to(device, dtype), nodes)
+        targets = dict(zip(nodes, target_feats))
+        per_run = {}
+        if configs:
+            per_run = {k: torch.tensor([getattr(c, k) for c in configs], device=device, dtype=dtype)
+                       for k in ("lambda_alpha", "lambda_tv")}
+        objective = inversion_objective(targets, config, weights, **per_run, image_side=int(size[-1]))
+        init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
+        start = ImageParam(init.to(device, dtype), parameterization, decorrelate)
+        run = optimize(network, objective, config, start, seeds=seeds, progress=progress,
+                       lrs=[c.lr for c in configs] if configs else None)
+        with torch.no_grad():
+            final_feats = network.from_standardised(run.images, nodes)
+        errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}
     pixels = destandardise(run.images).clamp(0, 1).float().cpu()
     if network.input_spec.channels == 1:
         # a grey network sees only the luma: the colour it cannot see is not part of the answer, and

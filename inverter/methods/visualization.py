@@ -6,7 +6,8 @@ import torch
 from converters.network.network import Network
 from converters.input_spec import destandardise
 from inverter.config import InversionConfig
-from inverter.loop import Run, initial_images, optimize
+from inverter.loop import Run, initial_images, optimize, placed
+from inverter.param import ImageParam
 from inverter.objectives import Objective, class_logit, l2, tv
 from inverter.transforms import scale_rotate
 
@@ -24,8 +25,9 @@ def visualize(network: Network, objective: Objective, config: InversionConfig, *
     seeds = [config.seed + b for b in range(batch)]
     init = initial_images((3, h, w), seeds, config)
     transform = scale_rotate(tuple(scales), degrees) if (len(scales) > 1 or scales[0] != 1 or degrees) else None
-    run = optimize(network, objective, config, init, seeds=seeds, progress=progress, transform=transform,
-                   parameterization=parameterization, decorrelate=decorrelate, bounded=bounded)
+    with placed(network, config) as (device, dtype):
+        start = ImageParam(init.to(device, dtype), parameterization, decorrelate, bounded)
+        run = optimize(network, objective, config, start, seeds=seeds, progress=progress, transform=transform)
     return destandardise(run.images).clamp(0, 1).float().cpu(), run
 
 

@@ -36,10 +36,10 @@ def test_peer_loop_reduces_the_feature_error(vgg16_bn):
     from inverter.objectives import normalised_distance
 
     with torch.no_grad():
-        (target,) = vgg16_bn.features(standardise(original), ["conv2_2"])
-        (start,) = vgg16_bn.features(0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+        (target,) = vgg16_bn.from_standardised(standardise(original), ["conv2_2"])
+        (start,) = vgg16_bn.from_standardised(0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
                                      ["conv2_2"])
     image = cnn_visualizations(vgg16_bn, original, "conv2_2", iterations=3)
     with torch.no_grad():
-        (end,) = vgg16_bn.features(image, ["conv2_2"])
+        (end,) = vgg16_bn.from_standardised(image, ["conv2_2"])
     assert float(normalised_distance(end, target)) < float(normalised_distance(start, target))

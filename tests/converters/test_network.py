@@ -36,7 +36,7 @@ def test_gradients_reach_image_never_weights(vgg16_bn):
     assert bn, "BatchNorm nodes must stay addressable"
     before = [m.running_mean.clone() for m in bn]
     v = torch.randn(2, 3, 64, 64, requires_grad=True)
-    (f,) = vgg16_bn.features(v, ["conv3_1"])
+    (f,) = vgg16_bn.from_standardised(v, ["conv3_1"])
     f.pow(2).sum().backward()
     assert v.grad is not None and v.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in vgg16_bn.parameters())

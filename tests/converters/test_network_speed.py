@@ -10,7 +10,7 @@ OPTIONS = [{"channels_last": True}, {"fold_batchnorm": True}, {"inplace_relu": T
 
 def _values_and_grad(network, v, nodes):
     v = v.clone().requires_grad_(True)
-    feats = network.features(v, nodes)
+    feats = network.from_standardised(v, nodes)
     sum(f.pow(2).sum() for f in feats).backward()
     return [f.detach() for f in feats], v.grad
 

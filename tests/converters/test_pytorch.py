@@ -89,7 +89,7 @@ def test_efficientnet_lite0_real_weights_convert_and_invert(tmp_path, photo):
     rgb = load_image(photo, (224, 224))
     with torch.no_grad():
         expected = module(standardise(rgb))
-    (got,) = net.features(standardise(rgb), net.output_names)
+    (got,) = net.from_standardised(standardise(rgb), net.output_names)
     assert rel_err(got, expected) < 1e-5
     assert int(got.argmax()) == int(expected.argmax()) == 652  # ImageNet 'military uniform'
     assert net.check_parity().max_error < 1e-4

@@ -132,7 +132,7 @@ def test_non_rgb_inputs_convert_and_adapt(channels):
     x = net.input_spec.adapt(v)
     assert x.shape == (1, channels, 16, 16)
     ref = _ort(model, {"x": x.numpy()})
-    assert np.abs(net.features(v, ["relu"])[0].numpy() - ref).max() <= 1e-4
+    assert np.abs(net.from_standardised(v, ["relu"])[0].numpy() - ref).max() <= 1e-4
 
 
 def test_grey_spec_sees_the_luma_of_the_image():
@@ -174,7 +174,7 @@ def test_several_inputs_default_to_the_image_and_fix_the_others():
     side = np.zeros((1, 4, 16, 16), np.float32)
     x = torch.randn(1, 3, 16, 16)
     ref = _ort(model, {"x": net.input_spec.adapt(x).numpy(), "side": side})
-    assert np.abs(net.features(x, ["add_side"])[0].numpy() - ref).max() <= 1e-4
+    assert np.abs(net.from_standardised(x, ["add_side"])[0].numpy() - ref).max() <= 1e-4
     with pytest.raises(ModelError, match="no graph input"):
         Network(model, input_name="nope")
 

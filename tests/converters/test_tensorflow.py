@@ -115,8 +115,8 @@ def test_keras_export_matches_pytorch_with_the_same_weights(kvgg_onnx, vgg16_bn,
     # the engine's view: the same image in standardised NCHW space, each network fed its own layout
     v = standardise(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)))
     with torch.no_grad():
-        a = keras_net.features(v, ["conv3_1", "pool5"])
-        b = vgg16_bn.features(v, ["conv3_1", "pool5"])
+        a = keras_net.from_standardised(v, ["conv3_1", "pool5"])
+        b = vgg16_bn.from_standardised(v, ["conv3_1", "pool5"])
     assert all(rel(x, y) < TOL for x, y in zip(a, b))
 
 

@@ -64,6 +64,28 @@ def test_graph_json_lists_the_onnx_nodes(vgg16_bn_path, tmp_path):
     assert sum(n["highlight"] for n in data["nodes"]) == 1
 
 
+def test_graph_onnx_for_netron_documents_our_names_and_computes_the_same(vgg16_bn_path, tmp_path):
+    """--format onnx: the model Netron opens, each node's documentation naming its aliases; the
+    graph itself is unchanged (onnxruntime gives the same output as on the original file)."""
+    out = tmp_path / "g.onnx"
+    r = run_cli("graph", vgg16_bn_path, "--format", "onnx", "-o", out, "--node", "conv3_1")
+    assert r.returncode == 0, r.stderr
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    docs = {n.name: n.doc_string for n in model.graph.node}
+    original = onnx.load(str(vgg16_bn_path))
+    conv = next(n.name for n in original.graph.node if n.op_type == "Conv")
+    assert "conv1_1" in docs[conv].splitlines()[0] and "receptive field: 3 px" in docs[conv]
+    highlight = json.loads({p.key: p.value for p in model.metadata_props}["invert_onnx.highlight"])
+    assert len(highlight) == 1 and "conv3_1" in docs[highlight[0]].splitlines()[0]
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    runs = [ort.InferenceSession(str(f), providers=["CPUExecutionProvider"]) for f in (vgg16_bn_path, out)]
+    a, b = (s.run(None, {s.get_inputs()[0].name: x})[0] for s in runs)
+    assert np.array_equal(a, b)
+    refused = run_cli("graph", vgg16_bn_path, "--format", "onnx")  # binary: never to the terminal
+    assert refused.returncode == 2 and "-o" in refused.stderr and "Traceback" not in refused.stderr
+
+
 def test_compare_two_copies_of_one_model_agree(vgg16_bn_path, photo, tmp_path):
     copy = tmp_path / "copy.onnx"
     shutil.copy(vgg16_bn_path, copy)

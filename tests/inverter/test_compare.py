@@ -94,9 +94,9 @@ def test_same_tensor_at_every_canonical_node(three, photo):
     names = sorted({a for n in three["pytorch"].nodes for a in n.aliases if CANONICAL.match(a)})
     assert {"conv1_1", "conv3_1", "conv5_3", "pool5", "conv3_1.bn"} <= set(names)
     with torch.no_grad():
-        ref = dict(zip(names, three["pytorch"].features(v, names)))
+        ref = dict(zip(names, three["pytorch"].from_standardised(v, names)))
         for framework, net in three.items():
-            got = dict(zip(names, net.features(v, names)))
+            got = dict(zip(names, net.from_standardised(v, names)))
             for name in names:
                 a = _nchw(got[name], ref[name])
                 error = float((a - ref[name]).abs().max() / ref[name].abs().max())

@@ -42,10 +42,10 @@ def test_gradient_and_sgd_step_match_cpu(vgg16_bn, photo64, name, no_tf32):
         config = preset(name)[0].replace(iterations=1, device=device)
         vgg16_bn.to(device)
         with torch.no_grad():
-            (target,) = vgg16_bn.features(standardise(photo64).to(device), ["conv3_1"])
+            (target,) = vgg16_bn.from_standardised(standardise(photo64).to(device), ["conv3_1"])
         objective = inversion_objective({"conv3_1": target}, config, image_side=64)
         x = init.detach().clone().to(device).requires_grad_(True)
-        feats = dict(zip(objective.nodes, vgg16_bn.features(x, objective.nodes)))
+        feats = dict(zip(objective.nodes, vgg16_bn.from_standardised(x, objective.nodes)))
         sum(objective.evaluate(x, feats).values()).sum().backward()
         grads[device] = x.grad.cpu().flatten()
         run = optimize(vgg16_bn, objective, config, init.clone(), progress=False)

@@ -84,7 +84,7 @@ def test_divergence_stops_with_last_finite_image(vgg16_bn, image64):
     from converters.input_spec import standardise
 
     with torch.no_grad():
-        (target,) = vgg16_bn.features(standardise(image64), ["conv1_1"])
+        (target,) = vgg16_bn.from_standardised(standardise(image64), ["conv1_1"])
     cfg = InversionConfig(optimizer="sgd", lr=1e30, momentum=0.0, iterations=50)
     run = optimize(vgg16_bn, feature_match("conv1_1", target), cfg, torch.zeros(1, 3, 64, 64), progress=False)
     assert run.stopped == "diverged"
@@ -170,3 +170,44 @@ def test_unsupported_op_message_pairs_op_and_node():
              onnx.helper.make_node("Alpha", ["b"], ["c"], name="second")]
     line = unsupported_ops(nodes, "op", "cut it")
     assert "Zeta (node 'first')" in line and "Alpha" in line and "Alpha (node 'first')" not in line
+
+
+def test_a_parameterisation_is_a_value_the_loop_takes(vgg16_bn, image64):
+    """Any object with per-element leaves and image() is optimised as given (Lucent's param_f):
+    here an 8x8 image upsampled to 64x64, which the pixel parameterisation cannot express."""
+    import torch.nn.functional as F
+
+    from converters.input_spec import standardise
+
+    class LowRes:
+        def __init__(self, batch: int):
+            self.leaves = [torch.zeros(1, 3, 8, 8, requires_grad=True) for _ in range(batch)]
+
+        def image(self):
+            return F.interpolate(torch.cat(self.leaves), size=(64, 64), mode="bilinear", align_corners=False)
+
+    (target,) = vgg16_bn.from_standardised(standardise(image64), ["conv1_1"])
+    param = LowRes(2)
+    run = optimize(vgg16_bn, feature_match("conv1_1", target), InversionConfig(iterations=30, lr=0.05), param,
+                   progress=False)
+    assert run.stopped == "done"
+    assert torch.equal(run.images, param.image().detach())  # the returned images are the parameterisation's
+    coarse = F.avg_pool2d(run.images, 8)  # piecewise smooth: no detail finer than the 8x8 grid
+    assert (run.images - F.interpolate(coarse, size=(64, 64), mode="bilinear")).abs().mean() < 0.2
+    feat = run.history["feature:conv1_1"]
+    assert (feat[-1] < 0.7 * feat[0]).all()
+
+
+def test_methods_leave_the_network_where_it_was(vgg16_bn, image64):
+    """optimize and every method run on config.dtype, then put the caller's network back."""
+    from inverter.methods.fooling import fool
+
+    assert vgg16_bn.dtype == torch.float32
+    cfg = InversionConfig(iterations=2, dtype="float64")
+    res = invert(vgg16_bn, image64, "conv1_1", cfg, progress=False)
+    assert vgg16_bn.dtype == torch.float32
+    run = optimize(vgg16_bn, feature_match("conv1_1", torch.zeros(1, 64, 64, 64)), cfg, torch.zeros(1, 3, 64, 64),
+                   progress=False)
+    assert run.images.dtype == torch.float64 and vgg16_bn.dtype == torch.float32
+    fool(vgg16_bn, image64, 0, cfg.replace(init="image", lambda_alpha=0, lambda_tv=0), node="conv1_1", progress=False)
+    assert vgg16_bn.dtype == torch.float32

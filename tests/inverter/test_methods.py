@@ -62,8 +62,8 @@ def test_channel_visualisation_with_robustness(vgg16_bn):
     curve = run.history["channel:conv3_1:5"][:, 0]
     assert curve[-1] < curve[0]  # the negative activation falls: the channel fires more
     with torch.no_grad():
-        (f,) = vgg16_bn.features(standardise(pixels), ["conv3_1"])
-        (f0,) = vgg16_bn.features(torch.zeros(1, 3, 64, 64), ["conv3_1"])
+        (f,) = vgg16_bn.from_standardised(standardise(pixels), ["conv3_1"])
+        (f0,) = vgg16_bn.from_standardised(torch.zeros(1, 3, 64, 64), ["conv3_1"])
     assert f[0, 5].mean() > f0[0, 5].mean()
     _, plain = visualize(vgg16_bn, obj, cfg, progress=False)  # same seed, no scale/rotate
     assert not np.allclose(plain.history["channel:conv3_1:5"][:, 0], curve)  # the transforms were applied

@@ -20,7 +20,7 @@ def test_first_block_equals_hand_computed_convolution(hed_vgg16, photo):
     """relu1_1 of the exported network against a direct numpy convolution of the h5 kernel."""
     rgb = load_image(photo, (224, 224))
     with torch.no_grad():
-        (got,) = hed_vgg16.features(standardise(rgb), ["relu1_1"])
+        (got,) = hed_vgg16.from_standardised(standardise(rgb), ["relu1_1"])
     with h5py.File(shipped("hed"), "r") as f:
         kernel = np.asarray(f["block1/layers/conv2d/vars/0"], dtype=np.float64)  # (3, 3, in BGR, out)
         bias = np.asarray(f["block1/layers/conv2d/vars/1"], dtype=np.float64)
