@@ -108,17 +108,19 @@ def test_reconstructions_agree_across_frameworks(three, photo, tmp_path):
 
     Trajectories cannot be compared pixel for pixel: Adam's first steps are g/(|g|+eps), close to
     sign(g), so the exports' ~1e-7 float32 differences flip whole lr-sized steps of near-zero
-    gradient components. Measured (64 px, default settings, seeds 7 and 8, OMP_NUM_THREADS 1 and 2):
-    feature errors within 12% of each other, SSIM to the photo within 0.004, SSIM between
-    reconstructions >= 0.98 at conv2_1 and >= 0.86 at conv3_1. The bounds leave ~3x margin."""
+    gradient components. Measured with the issue-15 default (64 px, seeds 7 and 8, OMP_NUM_THREADS
+    1 and 2: `python -m benchmarks.cross_framework`): at conv3_1 the feature errors are within 0.9% of
+    each other, SSIM to the photo within 0.0085, SSIM between reconstructions >= 0.935 (the
+    trajectories have already parted: this is the chaotic spread, not rounding). The bounds leave
+    3x or more: ratio 1.1, 0.03, 0.8."""
     cfg = InversionConfig(seed=7)  # the default run: Adam, 200 iterations, float32
     results = compare(three, photo, ["conv3_1"], cfg, progress=False)
     ref = results["pytorch"]
     for framework, result in results.items():
         error, ref_error = result.feature_error["conv3_1"][0], ref.feature_error["conv3_1"][0]
-        assert 1 / 1.4 <= error / ref_error <= 1.4, (framework, error, ref_error)
+        assert 1 / 1.1 <= error / ref_error <= 1.1, (framework, error, ref_error)
         assert abs(result.ssim[0] - ref.ssim[0]) <= 0.03, (framework, result.ssim[0], ref.ssim[0])
-        assert ssim(result.image, ref.image) >= 0.6, framework
+        assert ssim(result.image, ref.image) >= 0.8, framework
     rows = comparison_table(three, results)
     assert all(r["parity_vs_onnxruntime"] < 1e-4 for r in rows)
     files = write_comparison(three, results, tmp_path, title="VGG16-BN conv3_1")

@@ -57,19 +57,27 @@ def test_sgd_step_decay_and_regularisers_logged(vgg16_bn, image64):
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_momentum_and_step_decay_by_hand(vgg16_bn, momentum):
+@pytest.mark.parametrize("schedule", ["every 2", "at 1/4 and 3/4"])
+def test_sgd_momentum_and_step_decay_by_hand(vgg16_bn, momentum, schedule):
     """A linear objective has gradient 1 everywhere: the image moves by the hand-computed sum
-    of SGD's momentum-accumulated steps under lr 1, halved every 2 iterations."""
+    of SGD's momentum-accumulated steps under lr 1, halved every 2 iterations, or halved after
+    iterations 2 and 6 of 8 (decay_at: fractions of the run)."""
     from inverter.objectives import Objective
 
-    cfg = InversionConfig(optimizer="sgd", lr=1.0, momentum=momentum, iterations=6, decay_every=2,
-                          decay_factor=0.5, dtype="float64")
+    if schedule == "every 2":
+        cfg = InversionConfig(optimizer="sgd", lr=1.0, momentum=momentum, iterations=6, decay_every=2,
+                              decay_factor=0.5, dtype="float64")
+        halvings = [it // 2 for it in range(6)]
+    else:
+        cfg = InversionConfig(optimizer="sgd", lr=1.0, momentum=momentum, iterations=8, decay_at=(0.25, 0.75),
+                              decay_factor=0.5, dtype="float64")
+        halvings = [(it >= 2) + (it >= 6) for it in range(8)]
     linear = Objective.term("sum", lambda image, feats: image.flatten(1).sum(1))
     run = optimize(vgg16_bn, linear, cfg, torch.zeros(1, 3, 8, 8), progress=False)
     position, velocity = 0.0, 0.0
-    for it in range(6):
+    for it, halved in enumerate(halvings):
         velocity = momentum * velocity + 1.0 if it else 1.0
-        position -= cfg.lr * cfg.decay_factor ** (it // 2) * velocity
+        position -= cfg.lr * cfg.decay_factor ** halved * velocity
     assert torch.allclose(run.images, torch.full_like(run.images, position), atol=1e-9), (run.images[0, 0, 0, 0], position)
 
 
