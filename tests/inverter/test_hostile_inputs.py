@@ -452,3 +452,22 @@ def test_library_saliency_and_fool_refuse_a_class_the_node_lacks(vgg16_bn):
             call()
     _, index = saliency(vgg16_bn, image, index=count - 1)
     assert index == count - 1
+
+
+def test_ctrl_c_in_compare_stops_the_comparison(small, capsys, tmp_path, monkeypatch):
+    """Ctrl-C during the first model: exit 130, that run tabled as interrupted, the second model never run."""
+    import json
+    import shutil
+
+    import inverter.methods.inversion as inversion
+
+    monkeypatch.setattr(inversion, "optimize", _interrupting(inversion.optimize))
+    model, image = small
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(model, copy)
+    out = tmp_path / "cmp"
+    code, err = cli(capsys, "compare", model, copy, "--node", "relu2", "--image", image, "--out", out,
+                    "--iterations", 5, "--quiet")
+    assert code == 130 and "interrupted" in one_line(err)
+    rows = json.loads(next(out.glob("*.json")).read_text())["rows"]
+    assert [r["stopped"] for r in rows] == ["interrupted"]
