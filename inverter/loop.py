@@ -105,10 +105,14 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, im
             if any(leaf.device.type != device.type or leaf.dtype != dtype for leaf in param.leaves):
                 raise ConfigError(f"the parameterisation's tensors are not on {config.device} in {config.dtype}: "
                                   "build it from a start image on that device and in that dtype")
-        return _loop(network, objective, config, param, seeds, lrs, transform, stop, progress, device, dtype)
+        return _descend(network, objective, config, param, seeds=seeds, lrs=lrs, transform=transform, stop=stop,
+                        progress=progress)
 
 
-def _loop(network, objective, config, param, seeds, lrs, transform, stop, progress, device, dtype) -> Run:
+def _descend(network: Network, objective: Objective, config: InversionConfig, param: Parameterization, *,
+             seeds, lrs, transform, stop, progress) -> Run:
+    """The loop itself, on the device and dtype of the parameterisation's leaves."""
+    device, dtype = param.leaves[0].device, param.leaves[0].dtype
     batch = len(param.leaves)
     seeds = seeds or [config.seed + b for b in range(batch)]
     gens = [_generator(s + 1_000_003) for s in seeds]  # transform streams, apart from init streams

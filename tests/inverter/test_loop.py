@@ -204,6 +204,9 @@ def test_a_parameterisation_is_a_value_the_loop_takes(vgg16_bn, image64):
     assert (run.images - F.interpolate(coarse, size=(64, 64), mode="bilinear")).abs().mean() < 0.2
     feat = run.history["feature:conv1_1"]
     assert (feat[-1] < 0.7 * feat[0]).all()
+    with pytest.raises(ConfigError, match="float64"):  # leaves in another dtype than the settings: one clear line
+        optimize(vgg16_bn, feature_match("conv1_1", target), InversionConfig(iterations=1, dtype="float64"),
+                 LowRes(1), progress=False)
 
 
 def test_methods_leave_the_network_where_it_was(vgg16_bn, image64):
