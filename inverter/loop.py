@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Run:
+class OptimizationRun:
     """What `optimize` returns: the final (or best, when stopped early) images and the loss terms."""
 
     images: torch.Tensor  # (B, 3, H, W), engine space
@@ -85,7 +85,7 @@ def placed(network: Network, config: InversionConfig) -> Iterator[tuple[torch.de
 
 def optimize(network: Network, objective: Objective, config: InversionConfig, image: torch.Tensor | Parameterization,
              *, seeds: list[int] | None = None, lrs: list[float] | None = None, transform=None, stop=None,
-             progress: bool = True) -> Run:
+             progress: bool = True) -> OptimizationRun:
     """Minimise `objective` over a batch of images; gradients reach the images only.
 
     image: the start images (B, 3, H, W) in engine space, optimised as pixels; or any
@@ -110,7 +110,7 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, im
 
 
 def _descend(network: Network, objective: Objective, config: InversionConfig, param: Parameterization, *,
-             seeds, lrs, transform, stop, progress) -> Run:
+             seeds, lrs, transform, stop, progress) -> OptimizationRun:
     """The loop itself, on the device and dtype of the parameterisation's leaves."""
     device, dtype = param.leaves[0].device, param.leaves[0].dtype
     batch = len(param.leaves)
@@ -187,7 +187,7 @@ def _descend(network: Network, objective: Objective, config: InversionConfig, pa
         stopped = "stalled"
         log.warning("the loss did not move in %d iterations: the gradient vanishes at this node (a saturated "
                     "activation, or a node the image does not reach); try another node or --init image", it)
-    return Run(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds, cause=cause)
+    return OptimizationRun(images=final, history=hist, iterations=it, stopped=stopped, seconds=seconds, cause=cause)
 
 
 def divergence_cause(terms: dict[str, torch.Tensor], iteration: int, config: InversionConfig) -> str:

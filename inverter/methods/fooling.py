@@ -14,7 +14,7 @@ from inverter.objectives import cross_entropy
 
 
 @dataclass
-class Fooled:
+class FoolingResult:
     image: torch.Tensor  # (1, 3, H, W) pixels
     original: torch.Tensor
     target: int
@@ -37,7 +37,7 @@ class Fooled:
 
 
 def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionConfig | None = None,
-         node: str | None = None, progress: bool = True) -> Fooled:
+         node: str | None = None, progress: bool = True) -> FoolingResult:
     """Start at the image and descend the target's cross-entropy until the top-1 is the target."""
     config = config or InversionConfig(iterations=100, lr=0.01, lambda_alpha=0, lambda_tv=0, init="image")
     node = node or network.output_names[0]
@@ -60,6 +60,6 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
                        stop=reached)
         clipped = destandardise(run.images).float().cpu().clamp(0, 1)
         after = int(scores_of(clipped).argmax(1)[0])
-    return Fooled(image=clipped, original=rgb01, target=target, before=before, after=after,
+    return FoolingResult(image=clipped, original=rgb01, target=target, before=before, after=after,
                   iterations=run.iterations, max_pixel_change=float((clipped - rgb01).abs().max()),
                   stopped=run.stopped)

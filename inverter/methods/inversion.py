@@ -24,7 +24,7 @@ from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, d
 
 
 @dataclass
-class Result:
+class InversionResult:
     """A feature inversion: images, loss curves, feature error, pixel metrics, time, config."""
 
     image: torch.Tensor  # (B, 3, H, W) pixels in [0, 1]
@@ -100,7 +100,7 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
            config: InversionConfig | None = None, weights: dict[str, float] | None = None,
            seeds: list[int] | None = None, progress: bool = True,
            configs: list[InversionConfig] | None = None, parameterization: str = "pixel",
-           decorrelate: bool = False) -> Result:
+           decorrelate: bool = False) -> InversionResult:
     """Reconstruct image(s) from the features at `nodes` (any accepted names).
 
     image: a path, or pixels in [0, 1] of shape (B, 3, H, W) at the network's size.
@@ -147,7 +147,7 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         # the photo is compared as the network sees it (the PNG is then written grey: io.images.to_pil)
         pixels, original = grey(pixels), grey(original.float().cpu())
     ref = original.expand_as(pixels)
-    return Result(
+    return InversionResult(
         image=pixels, original=original, nodes=nodes, resolved=resolved, history=run.history,
         feature_error=errors,
         psnr=[psnr(pixels[b : b + 1], ref[b : b + 1]) for b in range(batch)],

@@ -6,7 +6,7 @@ import torch
 from converters.network.network import Network
 from converters.input_spec import destandardise, standardise
 from inverter.config import InversionConfig
-from inverter.loop import Run, optimize, placed
+from inverter.loop import OptimizationRun, optimize, placed
 from inverter.objectives import Objective, feature_match, gram, style_match, tv
 
 
@@ -26,7 +26,7 @@ def style_objective(network: Network, content: torch.Tensor, style: torch.Tensor
 
 def style_transfer(network: Network, content: torch.Tensor, style: torch.Tensor, style_nodes: list[str],
                    content_node: str | None, config: InversionConfig, style_weight: float = 1.0,
-                   content_weight: float = 1.0, progress: bool = True) -> tuple[torch.Tensor, Run]:
+                   content_weight: float = 1.0, progress: bool = True) -> tuple[torch.Tensor, OptimizationRun]:
     """Start from the content image; returns pixels (1, 3, H, W) and the run (loss per term)."""
     with placed(network, config) as (device, dtype):
         content, style = content.to(device, dtype), style.to(device, dtype)

@@ -6,7 +6,7 @@ import torch
 from converters.network.network import Network
 from converters.input_spec import destandardise
 from inverter.config import InversionConfig
-from inverter.loop import Run, initial_images, optimize, placed
+from inverter.loop import OptimizationRun, initial_images, optimize, placed
 from inverter.param import ImageParam
 from inverter.objectives import Objective, class_logit, l2, tv
 from inverter.transforms import scale_rotate
@@ -14,7 +14,8 @@ from inverter.transforms import scale_rotate
 
 def visualize(network: Network, objective: Objective, config: InversionConfig, *, batch: int = 1,
               parameterization: str = "fourier", decorrelate: bool = True, scales=(1.0,),
-              degrees: float = 0.0, bounded: bool = True, progress: bool = True) -> tuple[torch.Tensor, Run]:
+              degrees: float = 0.0, bounded: bool = True,
+              progress: bool = True) -> tuple[torch.Tensor, OptimizationRun]:
     """Maximise `objective` (e.g. channel("conv4_1", 7) + 1e-4 * tv()) from noise.
 
     Returns pixels in [0, 1] (B, 3, H, W) and the run. Robustness: config.jitter, random

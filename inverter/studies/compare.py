@@ -9,13 +9,13 @@ from pathlib import Path
 
 from converters.network.network import Network
 from inverter.config import InversionConfig
-from inverter.methods.inversion import Result, invert
+from inverter.methods.inversion import InversionResult, invert
 from inverter.io.images import load_image, save_atomic, save_png
 from inverter.io.reports import grid, write_json
 
 
 def compare(models: dict[str, Network], image: str | Path, nodes: list[str], config: InversionConfig,
-            progress: bool = True) -> dict[str, Result]:
+            progress: bool = True) -> dict[str, InversionResult]:
     """Run the same inversion on each model (the image is resized once per model's input size)."""
     results = {}
     for label, network in models.items():
@@ -26,7 +26,7 @@ def compare(models: dict[str, Network], image: str | Path, nodes: list[str], con
     return results
 
 
-def comparison_table(models: dict[str, Network], results: dict[str, Result]) -> list[dict]:
+def comparison_table(models: dict[str, Network], results: dict[str, InversionResult]) -> list[dict]:
     rows = []
     for label, result in results.items():
         network = models[label]
@@ -49,7 +49,7 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(models: dict[str, Network], results: dict[str, Result], out_dir: Path,
+def write_comparison(models: dict[str, Network], results: dict[str, InversionResult], out_dir: Path,
                      title: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
     rows = comparison_table(models, results)
