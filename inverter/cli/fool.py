@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
+from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options,
+                                  add_output, config_from,
                                   PROG, check_index, emit, index, interrupted_exit, load_network, out_dir)
 
 
@@ -15,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--node", help="logits node (default: the model's output)")
     add_output(p, "runs/fool_MODEL_TARGET")
     add_common(p)
-    add_config_options(p)
+    add_config_options(p, only=LOOP_FIELDS)
     add_input_spec_options(p)
 
 

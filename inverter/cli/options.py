@@ -155,18 +155,29 @@ def config_value(name: str, kind: type):
     return parse
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per InversionConfig field, defaults, types and choices taken from the dataclass."""
+# the optimisation loop's own settings: every command that optimises reads these
+LOOP_FIELDS = ("optimizer", "lr", "momentum", "lr_scales_with_area", "iterations", "decay_factor", "decay_every",
+               "decay_at", "jitter", "seed", "device", "dtype")
+
+
+def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One flag per InversionConfig field, defaults, types and choices taken from the dataclass.
+
+    only: the fields this command reads (default: all, and --preset); a flag a command would
+    ignore is not offered, so typing it is an error instead of a silent no-op."""
     from inverter.presets import PRESETS
 
-    group = parser.add_argument_group("inversion settings (InversionConfig)")
+    group = parser.add_argument_group("settings (InversionConfig)")
     for f in dataclasses.fields(InversionConfig):
+        if only is not None and f.name not in only:
+            continue
         flag = "--" + f.name.replace("_", "-")
         group.add_argument(flag, type=config_value(f.name, type(f.default)), default=None, choices=CHOICES.get(f.name),
-                           help=f"(default: {f.default}, or the preset's)")
-    group.add_argument("--preset", choices=list(PRESETS),
-                       help="start from named settings; flags typed on top win. "
-                            + "; ".join(f"{k}: {label}" for k, (_, label) in PRESETS.items()))
+                           help=f"(default: {f.default}" + (", or the preset's)" if only is None else ")"))
+    if only is None:
+        group.add_argument("--preset", choices=list(PRESETS),
+                           help="start from named settings; flags typed on top win. "
+                                + "; ".join(f"{k}: {label}" for k, (_, label) in PRESETS.items()))
 
 
 def add_input_spec_options(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +323,6 @@ def safe_stem(*names: str) -> str:
     return "+".join(str(n).replace("/", "_").strip("_") for n in names)[:80]
 
 
-__all__ = ["PROG", "Parser", "UserError", "add_common", "add_config_options", "add_input_spec_options",
+__all__ = ["LOOP_FIELDS", "PROG", "Parser", "UserError", "add_common", "add_config_options", "add_input_spec_options",
            "add_output", "config_from", "emit", "load_network", "out_dir", "size", "spec_overrides",
            "speed_options", "split_weights"]

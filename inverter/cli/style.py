@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
+from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options,
+                                  add_output, config_from,
                                   emit, finite_float, interrupted_exit, load_network, out_dir)
 
 
@@ -17,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--content-weight", type=finite_float, default=1.0)
     add_output(p, "runs/style_MODEL")
     add_common(p)
-    add_config_options(p)
+    add_config_options(p, only=LOOP_FIELDS + ("lambda_tv",))
     add_input_spec_options(p)
 
 

@@ -54,6 +54,10 @@ PARSE_CASES = {
     "batch_zero": (["visualize", "M", "--batch", "0"], ">= 1"),
     "batch_negative": (["visualize", "M", "--batch", "-3"], ">= 1"),
     "sweep_values_abc": (["sweep", "M", "--image", "i", "--kind", "lr", "--values", "abc"], "numbers"),
+    # a setting the command would ignore is not offered: typing it is an error, not a silent no-op
+    "fool_lambda_tv": (["fool", "M", "--image", "i", "--target", "1", "--lambda-tv", "1"], "fool does not take --lambda-tv 1 .*fool --help"),
+    "style_alpha": (["style", "M", "--content", "i", "--style", "i", "--style-node", "a", "--alpha", "2"], "--alpha"),
+    "visualize_preset": (["visualize", "M", "--channel", "1", "--preset", "mahendran-vedaldi"], "--preset"),
     "bench_batch_zero": (["bench", "M", "--node", "a", "--batch", "0"], ">= 1"),
     "bench_seconds_zero": (["bench", "M", "--node", "a", "--seconds", "0"], "> 0"),
 }
