@@ -140,8 +140,11 @@ class Network(nn.Module):
         return out
 
     def _layout(self) -> list[tuple]:
-        return [(t.dtype, t.device, t.stride()) for t in itertools.chain(self.graph_module.parameters(),
-                                                                           self.graph_module.buffers())]
+        return [(t.dtype, t.device, t.stride()) for t in self._tensors()]
+
+    def _tensors(self):
+        """The weights and buffers of the torch graph (what `.to` moves)."""
+        return itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
 
     # -- inputs
     def _choose_input(self, model, name: str | None, others: dict | None):
@@ -292,14 +295,12 @@ class Network(nn.Module):
     @property
     def device(self) -> torch.device:
         """Where the weights are (the CPU unless moved with `.to`)."""
-        tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
-        return next((t.device for t in tensors), torch.device("cpu"))
+        return next((t.device for t in self._tensors()), torch.device("cpu"))
 
     @property
     def dtype(self) -> torch.dtype:
         """The floating-point type of the weights (float32 unless moved with `.to`)."""
-        tensors = itertools.chain(self.graph_module.parameters(), self.graph_module.buffers())
-        return next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+        return next((t.dtype for t in self._tensors() if t.is_floating_point()), torch.float32)
 
     def from_standardised(self, v: torch.Tensor, outputs: list[str]) -> list[torch.Tensor]:
         """Like forward, from an image in the engine's space (ImageNet-standardised RGB NCHW,

@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options,
-                                  add_output, config_from,
-                                  PROG, check_index, emit, index, interrupted_exit, load_network, out_dir)
+from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options, add_output,
+                                  config_from, PROG, check_index, emit, index, interrupted_exit, load_network,
+                                  out_dir)
 
 
 def add_arguments(p) -> None:

@@ -52,26 +52,24 @@ def positive_float(text: str) -> float:
     return value
 
 
+def _whole_number(text: str, minimum: int, noun: str = "a whole number", why: str = "") -> int:
+    value = _number(text, int, "a whole number")
+    if value < minimum:
+        raise BadValue(f"expected {noun} >= {minimum}, not {text!r}{why}")
+    return value
+
+
 def index(text: str) -> int:
     """A channel, class or target index: a whole number >= 0 (the model bounds it when loaded)."""
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise BadValue(f"expected an index >= 0, not {text!r} (negative indices are not accepted)")
-    return value
+    return _whole_number(text, 0, "an index", " (negative indices are not accepted)")
 
 
 def positive_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 1:
-        raise BadValue(f"expected a whole number >= 1, not {text!r}")
-    return value
+    return _whole_number(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
-    value = _number(text, int, "a whole number")
-    if value < 0:
-        raise BadValue(f"expected a whole number >= 0, not {text!r}")
-    return value
+    return _whole_number(text, 0)
 
 
 def float_list(text: str) -> list[float]:

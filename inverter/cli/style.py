@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options,
-                                  add_output, config_from,
-                                  emit, finite_float, interrupted_exit, load_network, out_dir)
+from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options, add_output,
+                                  config_from, emit, finite_float, interrupted_exit, load_network, out_dir)
 
 
 def add_arguments(p) -> None:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options,
-                                  add_output, check_index,
-                                  config_from, emit, finite_float, index, interrupted_exit, load_network, neuron_index,
-                                  nonnegative_int, out_dir, positive_float_list, positive_int)
+from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options, add_output,
+                                  check_index, config_from, emit, finite_float, index, interrupted_exit,
+                                  load_network, neuron_index, nonnegative_int, out_dir, positive_float_list,
+                                  positive_int)
 from inverter.param import PARAMETERIZATIONS
 
 

@@ -61,5 +61,5 @@ def fool(network: Network, rgb01: torch.Tensor, target: int, config: InversionCo
         clipped = destandardise(run.images).float().cpu().clamp(0, 1)
         after = int(scores_of(clipped).argmax(1)[0])
     return FoolingResult(image=clipped, original=rgb01, target=target, before=before, after=after,
-                  iterations=run.iterations, max_pixel_change=float((clipped - rgb01).abs().max()),
-                  stopped=run.stopped)
+                         iterations=run.iterations, max_pixel_change=float((clipped - rgb01).abs().max()),
+                         stopped=run.stopped)

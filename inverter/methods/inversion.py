@@ -17,10 +17,10 @@ from converters.input_spec import LUMA, destandardise, standardise
 from inverter.config import ConfigError, InversionConfig
 from inverter.io.images import load_image
 from inverter.io.metrics import psnr, ssim
-from inverter.param import ImageParam
 from inverter.loop import initial_images, optimize, placed
 from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, depth_group, feature_match,
                                  normalised_distance, tv, tv_normalised)
+from inverter.param import ImageParam
 
 
 @dataclass

@@ -7,8 +7,8 @@ from converters.network.network import Network
 from converters.input_spec import destandardise
 from inverter.config import InversionConfig
 from inverter.loop import OptimizationRun, initial_images, optimize, placed
-from inverter.param import ImageParam
 from inverter.objectives import Objective, class_logit, l2, tv
+from inverter.param import ImageParam
 from inverter.transforms import scale_rotate
 
 
