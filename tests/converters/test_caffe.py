@@ -106,6 +106,11 @@ def test_alexnet_family_matches_opencv(arch, caffe_dir, caffenet):
     net = load(path)
     assert net.resolve("norm1").op_type == "LRN"
     assert net.resolve("conv2").op_type == "Relu"  # Caffe's blob conv2 ends after relu2 (in place)
+    # the papers' AlexNet names (conv1-conv5, norm1/2, pool1/2/5, fc6-fc8) are Caffe's own layers
+    paper = {**{f"conv{k}.conv": f"conv{k}" for k in range(1, 6)}, **{f"fc{k}.fc": f"fc{k}" for k in (6, 7, 8)},
+             **{n: n for n in ("norm1", "norm2", "pool1", "pool2", "pool5")},
+             **{f"conv{k}": f"relu{k}" for k in range(1, 6)}, "fc6": "relu6", "fc7": "relu7"}
+    assert {k: net.resolve(k).name for k in paper} == paper
     report = net.check_parity()  # torch graph against onnxruntime, every output
     assert report.max_error < TOL, report.worst()
     report = net.check_parity(op_types=("Conv", "Relu", "LRN", "MaxPool", "Gemm"))
