@@ -43,7 +43,10 @@ def resnet_aliases(nodes: list, initializers: set[str]) -> dict[str, str]:
     if any(n.op_type == "Concat" and len(live(n)) > 1 for n in nodes[:adds[-1].index]):
         return {}
     stem = follow_chain(convs[0], readers, constants=constants)
-    pool1 = next((n for n in readers.get(stem[-1].outputs[0], []) if n.op_type == "MaxPool"), None)
+    pool1 = stem[-1]
+    while pool1 is not None and pool1.op_type != "MaxPool":  # through a Pad (Keras' ZeroPadding2D)
+        after = readers.get(pool1.outputs[0], [])
+        pool1 = after[0] if len(after) == 1 and after[0].op_type in ("Pad", "MaxPool") else None
     if pool1 is None or pool1.index > first_add:
         return {}
 
@@ -99,7 +102,7 @@ def resnet_aliases(nodes: list, initializers: set[str]) -> dict[str, str]:
                 names[f"{base}.shortcut"] = producer[shortcut].name
         names[f"res{s}"] = names[f"res{s}{'a' if len(stage) == 1 else label}"]
     tail = next(n for n in nodes if n.name == names[f"res{len(stages) + 1}"])
-    while tail is not None:
+    while tail is not None:  # pool5 and fc, through layout ops (Flatten, Reshape, Transpose)
         nxt = readers.get(tail.outputs[0], [])
         tail = nxt[0] if len(nxt) == 1 else None
         if tail is not None and tail.op_type in POOL5_OPS:
