@@ -144,7 +144,9 @@ class Network(nn.Module):
         """Keep 4-D weights, and run NCHW inputs, in channels-last memory (or back to contiguous)."""
         self.channels_last = bool(enabled)
         fmt = torch.channels_last if enabled else torch.contiguous_format
-        self.graph_module.to(memory_format=fmt)
+        # 4-D weights only: Module.to(memory_format=...) also tries 5-D buffers (a dynamo export's AdaptiveAvgPool
+        # indices) and fails on them
+        self.graph_module._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
         self._cuts.clear()
         return self
 

@@ -90,6 +90,18 @@ def files(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def nets(files):
+    """(network, exporter) -> the loaded Network, once per module run (AlexNet's and VGG's take seconds)."""
+    loaded: dict[tuple[str, str], object] = {}
+
+    def get(name: str, exporter: str):
+        if (name, exporter) not in loaded:
+            loaded[name, exporter] = load(files(name, exporter), channels_last=True)  # as the CLI loads
+        return loaded[name, exporter]
+    return get
+
+
 def onnxruntime_outputs(path, x: np.ndarray) -> list[np.ndarray]:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})
@@ -101,10 +113,10 @@ def rel(a, b) -> float:
 
 
 @pytest.mark.parametrize("name,exporter", CASES)
-def test_user_export_loads_matches_onnxruntime_and_inverts(files, name, exporter):
+def test_user_export_loads_matches_onnxruntime_and_inverts(files, nets, name, exporter):
     size, _, early, _ = NETS[name]
     path = files(name, exporter)
-    net = load(path)
+    net = nets(name, exporter)
     batch = 2 if exporter == "legacy-dynamic-batch" else 1
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(2))
     expected = onnxruntime_outputs(path, x.numpy())
@@ -161,19 +173,19 @@ def _marks(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in PAPER_NAMES])
-def test_paper_names_are_torchvision_layers_in_both_exporters(files, name):
+def test_paper_names_are_torchvision_layers_in_both_exporters(nets, name):
     for exporter in EXPORTERS:
-        net = load(files(name, exporter))
+        net = nets(name, exporter)
         got = {paper: net.resolve(paper).name for paper in PAPER_NAMES[name]}
         want = {paper: net.resolve(module).name for paper, module in PAPER_NAMES[name].items()}
         assert got == want, f"{name} ({exporter})"
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in dict.fromkeys([*PAPER_NAMES, *MODULE_PATHS])])
-def test_same_name_same_tensor_in_both_exporters(files, name):
+def test_same_name_same_tensor_in_both_exporters(nets, name):
     """Every canonical name of one file is in the other and holds the same tensor on one input."""
-    nets = [load(files(name, e)) for e in EXPORTERS]
-    canonical = [sorted(a for n in net.nodes for a in n.aliases if CANONICAL.match(a)) for net in nets]
+    pair = [nets(name, e) for e in EXPORTERS]
+    canonical = [sorted(a for n in net.nodes for a in n.aliases if CANONICAL.match(a)) for net in pair]
     if name in PAPER_NAMES:  # (GoogLeNet's modules are named conv1 ... too: module paths, not canonical)
         assert canonical[0] == canonical[1]
         names = canonical[0] + MODULE_PATHS.get(name, [])
@@ -183,7 +195,7 @@ def test_same_name_same_tensor_in_both_exporters(files, name):
     size = NETS[name][0]
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        a, b = (net(x, outputs=names) for net in nets)
+        a, b = (net(x, outputs=names) for net in pair)
     for n, ta, tb in zip(names, a, b):
         assert ta.shape == tb.shape and rel(ta, tb) < 1e-4, f"{name}: {n} differs between the exporters"
 
