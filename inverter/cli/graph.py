@@ -1,4 +1,7 @@
-"""Export the layer graph (json, dot, svg, html, md, onnx for Netron): nodes with aliases, shapes, receptive fields."""
+"""Export the layer graph (json, dot, svg, html, md, onnx for Netron): nodes with aliases, shapes, receptive fields.
+
+--format html writes the explorer's page (`invert-onnx serve`) as one file with no server: the graph
+laid out by Graphviz, coloured by op, with hover and search."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +14,7 @@ from inverter.cli.options import add_common, add_input_spec_options, load_networ
 
 def add_arguments(p) -> None:
     p.add_argument("model", type=Path)
-    p.add_argument("--format", choices=FORMATS, default="html")
+    p.add_argument("--format", choices=(*FORMATS, "html"), default="html")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     p.add_argument("--node", action="append", help="node(s) to highlight")
     p.add_argument("--all", action="store_true", help="also shape computations")
@@ -26,7 +29,12 @@ def run(args) -> int:
     if args.format in BINARY and not args.output:
         raise UserError(f"--format {args.format} writes a binary file: give -o FILE.{args.format}")
     network = load_network(args)
-    content = export_graph(network, args.format, highlight=args.node, include_all=args.all)
+    if args.format == "html":
+        from inverter.explorer.page import static_page
+
+        content = static_page(network, highlight=args.node, include_all=args.all)
+    else:
+        content = export_graph(network, args.format, highlight=args.node, include_all=args.all)
     if args.output:
         save_atomic(args.output, lambda tmp: tmp.write_bytes(content) if isinstance(content, bytes)
                     else tmp.write_text(content))

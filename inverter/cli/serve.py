@@ -88,7 +88,10 @@ def serve(args, paths: list[Path]) -> int:
               flush=True)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="off")
         server = uvicorn.Server(config)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down: the normal way to stop
+            pass
     finally:
         explorer.close()
         if app is not None:

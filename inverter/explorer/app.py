@@ -94,6 +94,10 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> FastAPI:
         return render({"mode": "server", "models": list(views.values()), "photos": photos, "presets": presets(),
                        "max_upload": MAX_UPLOAD, "netron": importlib.util.find_spec("netron") is not None})
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/api/models")
     def models() -> list:
         return [{"id": m.id, "name": m.path.name, "digest": m.digest, "nodes": len(views[m.id]["nodes"])}

@@ -18,9 +18,10 @@ def _static(name: str) -> str:
     return resources.files("inverter.explorer").joinpath("static", name).read_text(encoding="utf-8")
 
 
-def model_view(model_id: str, network: Network, name: str | None = None, highlight: list[str] | None = None) -> dict:
+def model_view(model_id: str, network: Network, name: str | None = None, highlight: list[str] | None = None,
+               include_all: bool = False) -> dict:
     """The graph of one model (graph_data: nodes, edges, input) with dot's layout, and how to call it."""
-    data = graph_data(network, highlight)
+    data = graph_data(network, highlight, include_all)
     data["layout"] = layout(data)
     data["id"] = model_id
     data["name"] = name or (Path(data["model"]).name if data["model"] else "network")
@@ -45,8 +46,8 @@ def render(boot: dict, title: str = "invert-onnx explorer") -> str:
     return re.sub(r"\{\{(TITLE|CSS|JS|BOOT)\}\}", lambda m: parts[m.group(1)], _static("explorer.html"))
 
 
-def static_page(network: Network, highlight: list[str] | None = None) -> str:
+def static_page(network: Network, highlight: list[str] | None = None, include_all: bool = False) -> str:
     """`graph --format html`: the explorer's graph, hover and search in one file, no server, nothing fetched."""
-    view = model_view("m0", network, highlight=highlight)
+    view = model_view("m0", network, highlight=highlight, include_all=include_all)
     return render({"mode": "static", "models": [view], "photos": [], "presets": presets()},
                   title=f"{view['name']}: layer graph")
