@@ -222,7 +222,7 @@ def test_graph_layout_is_layered(tmp_path):
     """dot's layout: every edge goes down the page, and two branches sit side by side (not one column)."""
     from converters import load, to_onnx
     from converters.network.graph_export import graph_data
-    from inverter.explorer.layout import layout
+    from inverter.explorer.layout import NODE_W, layout
 
     torch.manual_seed(0)
     data = graph_data(load(to_onnx(Branchy().eval(), tmp_path / "branchy.onnx", size=(32, 32))))
@@ -232,9 +232,12 @@ def test_graph_layout_is_layered(tmp_path):
     for e in data["edges"]:
         assert boxes[e["to"]][1] > boxes[e["from"]][1]
     assert len(placed["edges"]) == len(data["edges"]) + 1  # and one from the input
-    convs = [n["id"] for n in data["nodes"] if n["op"] == "Conv"]
-    a, b = convs[1], convs[2]  # the two branches: side by side, not in one column
-    assert abs(boxes[a][0] - boxes[b][0]) >= boxes[a][2]
+    rows: dict[float, list[float]] = {}
+    for x, y, w, h in boxes.values():
+        rows.setdefault(y, []).append(x)
+    assert max(len(xs) for xs in rows.values()) == 2  # the two branches side by side, not one column
+    for xs in rows.values():
+        assert all(abs(u - v) >= NODE_W * 72 for i, u in enumerate(xs) for v in xs[i + 1:])  # never overlapping
 
 
 def test_serve_prints_its_url_and_stops_on_ctrl_c(vgg16_bn_path, tmp_path):
