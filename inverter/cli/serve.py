@@ -12,16 +12,23 @@ import socket
 from pathlib import Path
 
 from converters.errors import UserError
-from inverter.cli.options import add_common, add_input_spec_options, nonnegative_int, positive_int
+from inverter.cli.options import BadValue, add_common, add_input_spec_options, nonnegative_int, positive_int
 
 DEFAULT_CACHE = Path.home() / ".cache" / "invert-onnx" / "explorer"
 
 
+def port(text: str) -> int:
+    value = nonnegative_int(text)
+    if value > 65535:
+        raise BadValue(f"expected a port 0..65535, not {text!r}")
+    return value
+
+
 def add_arguments(p) -> None:
-    p.add_argument("models", type=Path, nargs="*", metavar="MODEL", help="one to three .onnx files (or more)")
+    p.add_argument("models", type=Path, nargs="*", metavar="MODEL", help="the .onnx files to explore (fixed at start)")
     p.add_argument("--demo", action="store_true", help="serve the demo's model (VGG16 with HED's weights)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=nonnegative_int, default=8000, help="port (default 8000; 0: any free one)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0: any free one)")
     p.add_argument("--cache", type=Path, default=None, help=f"folder of finished runs (default: {DEFAULT_CACHE})")
     p.add_argument("--queue", type=positive_int, default=8, help="runs that may wait at once (default 8)")
     p.add_argument("--device", default="cpu", help="where runs go: cpu, cuda, cuda:N, mps (default cpu)")

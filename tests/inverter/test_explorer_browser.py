@@ -67,6 +67,14 @@ def server(vgg16_bn, vgg16_bn_path, tmp_path):
     sock.close()
 
 
+def strip_done(page, seconds: float) -> None:
+    """Wait until every strip cell shows its numbers (polled from here: the page's CSP forbids eval)."""
+    deadline = time.time() + seconds
+    while not all(t.startswith("err") for t in page.locator("#strip .cell .m").all_inner_texts()):
+        assert time.time() < deadline, page.locator("#strip .cell .m").all_inner_texts()
+        time.sleep(0.2)
+
+
 def test_click_a_node_and_see_its_reconstruction(browser, server, vgg16_bn, tmp_path):
     url, explorer = server
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -108,8 +116,7 @@ def test_click_a_node_and_see_its_reconstruction(browser, server, vgg16_bn, tmp_
     page.wait_for_selector("#run.finished", timeout=60_000)
     page.click("#strip-add")
     page.click("#strip-run")
-    page.wait_for_function("[...document.querySelectorAll('#strip .cell .m')].every(e => e.textContent.startsWith('err'))",
-                           timeout=60_000)
+    strip_done(page, 60)
     captions = page.locator("#strip figcaption").all_inner_texts()
     assert [c.split(" · ")[0] for c in captions] == ["conv1_2", "conv2_1"]
     shot = tmp_path / "explorer.png"
@@ -121,21 +128,38 @@ def test_click_a_node_and_see_its_reconstruction(browser, server, vgg16_bn, tmp_
     assert graph.digest
 
 
-def test_the_static_export_works_without_a_server(browser, vgg16_bn, tmp_path):
+HOSTILE = '</script><img src=x onerror="window.HACKED=1">&amp;<b>conv'
+
+
+def test_the_static_export_works_without_a_server(browser, vgg16_bn_path, tmp_path):
+    """`graph --format html` in the browser: the graph, search and hover, nothing fetched; a node name that
+    is markup stays text."""
+    import onnx
+
+    from converters import load
     from inverter.explorer.page import static_page
 
+    model = onnx.load(vgg16_bn_path)
+    model.graph.node[0].name = HOSTILE
+    onnx.save(model, tmp_path / "hostile.onnx")
+    network = load(tmp_path / "hostile.onnx")
     path = tmp_path / "graph.html"
-    path.write_text(static_page(vgg16_bn, highlight=["pool2"]))
+    path.write_text(static_page(network, highlight=["pool2"]))
+    assert HOSTILE not in path.read_text()
     page = browser.new_page()
-    requests = []
+    requests, dialogs = [], []
     page.on("request", lambda r: requests.append(r.url))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(path.as_uri())
     page.wait_for_selector("#graph .node")
-    assert page.locator("#graph .node").count() == len([n for n in vgg16_bn.nodes if n.on_data_path])
+    assert page.locator("#graph .node").count() == len([n for n in network.nodes if n.on_data_path])
     assert page.locator("#graph .node.hl").count() == 1
     assert not page.is_visible("#strip-controls")  # no server: no runs offered
     page.fill("#search", "conv3_1")
     page.press("#search", "Enter")
     page.wait_for_selector("#graph .node.found")
     assert "conv3_1" in page.inner_text("#info")
+    page.hover("#node-0")
+    assert HOSTILE in page.inner_text("#tip")  # shown as the text it is
+    assert page.evaluate("window.HACKED") is None and not dialogs
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # fetches nothing
