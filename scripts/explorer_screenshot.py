@@ -8,6 +8,7 @@ Grace Hopper; a strip of four VGG16 nodes shallow to deep, then one EfficientNet
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import threading
 import time
@@ -69,6 +70,7 @@ def main() -> None:
     finally:
         server.should_exit = True
         explorer.close()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"screenshot -> {args.out}")
 
 

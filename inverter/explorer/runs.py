@@ -123,6 +123,20 @@ class Job:
         return self.state in ("queued", "running")
 
 
+def _number(name: str, value, kind: type):
+    """A setting from a request: a JSON number or its text; a whole number where `kind` is int."""
+    what = "a whole number" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{name} must be {what}, not {value!r}")
+    try:
+        number = float(value)
+        if kind is int and number != int(number):
+            raise ValueError
+        return kind(number)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{name} must be {what}, not {value!r}") from None
+
+
 def _first(value):
     """The first image's number from a per-node dict and/or per-image list (or a number)."""
     while isinstance(value, (dict, list, tuple)):
@@ -236,20 +250,8 @@ class Explorer:
         photo = self.photo(str(request.get("photo", "b0")))
         base = preset(str(request.get("preset") or "default"))[0]
         settings = {"preset": str(request.get("preset") or "default")}
-        typed = {}
-        for name, kind in (("iterations", int), ("lambda_tv", float), ("lambda_alpha", float), ("seed", int)):
-            value = request.get(name)
-            if value is None or value == "":
-                typed[name] = getattr(base, name)
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ConfigError(f"{name} must be a number")
-            try:
-                typed[name] = kind(value) if kind is float or float(value) == int(float(value)) else None
-            except (TypeError, ValueError, OverflowError):
-                typed[name] = None
-            if typed[name] is None:
-                raise ConfigError(f"{name} must be {'a whole number' if kind is int else 'a number'}, not {value!r}")
+        typed = {name: getattr(base, name) if request.get(name) in (None, "") else _number(name, request[name], kind)
+                 for name, kind in (("iterations", int), ("lambda_tv", float), ("lambda_alpha", float), ("seed", int))}
         if not 1 <= typed["iterations"] <= MAX_ITERATIONS:
             raise ConfigError(f"iterations must be 1..{MAX_ITERATIONS}")
         config = base.replace(**typed, device=self.device)  # replace() validates: finite, in range

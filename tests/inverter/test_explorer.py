@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -115,7 +116,7 @@ def test_bad_requests_get_clear_4xx_json(served):
         ("post", "/api/runs", {"json": {**ok, "iterations": "many"}}, 400, "iterations must be a whole number"),
         ("post", "/api/runs", {"json": {**ok, "iterations": 0}}, 400, "iterations must be 1.."),
         ("post", "/api/runs", {"json": {**ok, "lambda_tv": "nan"}}, 400, "finite"),
-        ("post", "/api/runs", {"json": {**ok, "seed": [1]}}, 400, "seed must be a number"),
+        ("post", "/api/runs", {"json": {**ok, "seed": [1]}}, 400, "seed must be a whole number"),
         ("post", "/api/runs", {"content": b"{not json"}, 400, "must be JSON"),
         ("post", "/api/runs", {"json": [1, 2]}, 400, "JSON object"),
         ("get", "/api/runs/nothex", {}, 404, "24 hex digits"),
@@ -262,3 +263,17 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(vgg16_bn_path, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_graph_html_is_the_explorer_page(vgg16_bn, vgg16_bn_path, tmp_path):
+    from inverter.cli.main import main
+
+    out = tmp_path / "g.html"
+    assert main(["graph", str(vgg16_bn_path), "--node", "pool2", "-o", str(out)]) == 0
+    page = out.read_text()
+    boot = json.loads(page.split('<script id="boot" type="application/json">', 1)[1].split("</script>", 1)[0])
+    view = boot["models"][0]
+    assert boot["mode"] == "static" and len(view["nodes"]) == 44 == len(view["layout"]["nodes"])
+    assert [n["name"] for n in view["nodes"] if n["highlight"]] == [vgg16_bn.resolve("pool2").name]
+    assert str(tmp_path) not in page  # no local paths in a page
+    assert not re.search(r"""(src|href|url)\(?=?["']?(https?:)?//""", page)  # fetches nothing
