@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "explorer.png")
     parser.add_argument("--iterations", default="100")
-    parser.add_argument("--node", default="blocks.9", help="the EfficientNet node clicked last")
+    parser.add_argument("--node", default="_blocks.2", help="the EfficientNet node clicked last")
     args = parser.parse_args()
 
     import uvicorn

@@ -9,6 +9,7 @@ Binds to 127.0.0.1 unless --host says otherwise. Ctrl-C stops it.
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 from converters.errors import UserError
@@ -93,8 +94,17 @@ def serve(args, paths: list[Path]) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"invert-onnx explorer on http://{shown}:{port}/  ({len(paths)} model(s); Ctrl-C stops it)",
               flush=True)
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"note: listening on {host}: whoever reaches this machine can start runs", file=sys.stderr)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3, lifespan="off")
         server = uvicorn.Server(config)
+        stop = server.handle_exit
+
+        def handle_exit(sig, frame) -> None:  # Ctrl-C: the run under way and the open streams end at once
+            explorer.closing.set()
+            stop(sig, frame)
+
+        server.handle_exit = handle_exit
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down: the normal way to stop

@@ -256,9 +256,19 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(vgg16_bn_path, tmp_path):
 
         with urllib.request.urlopen(url, timeout=30) as page:
             assert b'id="boot"' in page.read()
+        request = urllib.request.Request(url + "api/runs", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"model": "m0", "node": "conv1_1", "iterations": 5000}).encode())
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            key = json.loads(answer.read())["key"]
+        stream = urllib.request.urlopen(f"{url}api/runs/{key}/events", timeout=30)  # a run under way, a stream open
+        assert stream.readline().startswith(b"event:")
+        start = time.perf_counter()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        assert time.perf_counter() - start < 10, "Ctrl-C took too long"
+        stream.close()
         assert proc.returncode == 0, err
+        assert not list((tmp_path / "cache").glob("*/result.json"))  # the interrupted run is not cached
         assert "stopped" in out and "Traceback" not in err
     finally:
         if proc.poll() is None:
