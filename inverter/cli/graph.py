@@ -18,6 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     p.add_argument("--node", action="append", help="node(s) to highlight")
     p.add_argument("--all", action="store_true", help="also shape computations")
+    p.add_argument("--runs", type=Path, metavar="CACHE",
+                   help="with --format html: include this model's finished runs from an explorer cache folder "
+                        "(`serve --cache`), shown when a node is clicked")
     add_common(p)
     add_input_spec_options(p)
 
@@ -26,13 +29,15 @@ def run(args) -> int:
     from converters.network.graph_export import export_graph
     from inverter.io.images import save_atomic
 
+    if args.runs is not None and (args.format != "html" or not args.runs.is_dir()):
+        raise UserError("--runs takes an explorer cache folder (`serve --cache`) and goes with --format html")
     if args.format in BINARY and not args.output:
         raise UserError(f"--format {args.format} writes a binary file: give -o FILE.{args.format}")
     network = load_network(args)
     if args.format == "html":
         from inverter.explorer.page import static_page
 
-        content = static_page(network, highlight=args.node, include_all=args.all)
+        content = static_page(network, highlight=args.node, include_all=args.all, runs_from=args.runs)
     else:
         content = export_graph(network, args.format, highlight=args.node, include_all=args.all)
     if args.output:

@@ -90,9 +90,8 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        photos = [{"id": p.id, "name": p.name} for p in explorer.photos.values()]
-        return render({"mode": "server", "models": list(views.values()), "photos": photos, "presets": presets(),
-                       "max_upload": MAX_UPLOAD, "netron": importlib.util.find_spec("netron") is not None})
+        return render({"mode": "server", "models": list(views.values()), "photos": explorer.photo_list(),
+                       "presets": presets(), "max_upload": MAX_UPLOAD, "netron": importlib.util.find_spec("netron") is not None})
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -122,7 +121,7 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> FastAPI:
 
     @app.get("/api/photos")
     def photos() -> list:
-        return [{"id": p.id, "name": p.name} for p in explorer.photos.values()]
+        return explorer.photo_list()
 
     @app.get("/api/photos/{photo_id}.png")
     def thumbnail(photo_id: str) -> Response:

@@ -46,8 +46,33 @@ def render(boot: dict, title: str = "invert-onnx explorer") -> str:
     return re.sub(r"\{\{(TITLE|CSS|JS|BOOT)\}\}", lambda m: parts[m.group(1)], _static("explorer.html"))
 
 
-def static_page(network: Network, highlight: list[str] | None = None, include_all: bool = False) -> str:
-    """`graph --format html`: the explorer's graph, hover and search in one file, no server, nothing fetched."""
+def cached_runs(network: Network, cache: Path) -> list[dict]:
+    """The finished runs of this model file in an explorer cache folder (`serve --cache`), images inlined."""
+    import base64
+
+    from inverter.explorer.runs import file_digest
+
+    if network.path is None:
+        return []
+    digest, runs = file_digest(Path(network.path)), []
+    for stored in sorted(Path(cache).glob("*/result.json")):
+        try:
+            record = json.loads(stored.read_text())
+            if record.get("model_digest") != digest:
+                continue
+            images = {k: "data:image/png;base64," + base64.b64encode((stored.parent / f"{k}.png").read_bytes()).decode()
+                      for k in ("original", "reconstruction")}
+        except (OSError, ValueError):
+            continue
+        runs.append({**record["view"], "model": "m0", "images": images})
+    return runs
+
+
+def static_page(network: Network, highlight: list[str] | None = None, include_all: bool = False,
+                runs_from: Path | None = None) -> str:
+    """`graph --format html`: the explorer's graph, hover and search in one file, no server, nothing fetched;
+    with runs_from (an explorer cache folder), the reconstructions already made, shown on click."""
     view = model_view("m0", network, highlight=highlight, include_all=include_all)
-    return render({"mode": "static", "models": [view], "photos": [], "presets": presets()},
+    runs = cached_runs(network, runs_from) if runs_from else []
+    return render({"mode": "static", "models": [view], "photos": [], "presets": presets(), "runs": runs},
                   title=f"{view['name']}: layer graph")

@@ -36,6 +36,7 @@ MAX_UPLOAD = 8 * 2**20  # bytes an uploaded photo may have
 MAX_UPLOADS = 100  # photos kept from uploads, per server
 MAX_ITERATIONS = 5000
 FRAMES = 25  # current images streamed per run
+KEEP_FINISHED = 32  # finished runs kept in memory with their frames (the disk cache keeps the rest)
 KEY = re.compile(r"[0-9a-f]{24}")
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png", "motorcycle_left.png")
 
@@ -233,8 +234,13 @@ class Explorer:
             raise ExplorerError(str(exc).replace(str(path), "the upload")) from None
         stem = re.sub(r"[^\w.-]", "_", Path(name).stem)[:40] or "upload"
         photo = Photo(photo_id, stem, path, key)
-        self.photos[photo_id] = photo
+        with self.lock:
+            self.photos[photo_id] = photo
         return photo
+
+    def photo_list(self) -> list[dict]:
+        with self.lock:
+            return [{"id": p.id, "name": p.name} for p in self.photos.values()]
 
     def thumbnail(self, photo_id: str, side: int = 160) -> bytes:
         return png_bytes(load_image(self.photo(photo_id).path, (side, side)))
@@ -305,6 +311,10 @@ class Explorer:
                 job.error = f"internal error: {type(exc).__name__}: {first_line(exc)}"
                 job.state = "failed"
                 job.emit("error", message=job.error)
+            with self.lock:  # memory stays bounded: old finished runs are read back from the cache
+                finished = [k for k, j in self.jobs.items() if not j.active]
+                for key in finished[:-KEEP_FINISHED]:
+                    del self.jobs[key]
 
     def _run(self, job: Job) -> None:
         from inverter.methods.inversion import invert

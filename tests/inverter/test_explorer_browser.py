@@ -125,7 +125,17 @@ def test_click_a_node_and_see_its_reconstruction(browser, server, vgg16_bn, tmp_
     if os.environ.get("INVERT_ONNX_SCREENSHOT"):
         shutil.copy(shot, os.environ["INVERT_ONNX_SCREENSHOT"])
     assert not errors, errors
-    assert graph.digest
+    # the static export with the runs made: clicking the node shows the same numbers, images inlined
+    from inverter.explorer.page import static_page
+
+    export = tmp_path / "graph.html"
+    export.write_text(static_page(vgg16_bn, runs_from=explorer.cache))
+    page.goto(export.as_uri())
+    page.click(f"#{node_id}")
+    page.wait_for_selector("#run.finished")
+    assert page.inner_text("#result-feature-error") == f"{result['feature_error']:.4f}"
+    assert page.get_attribute("#current-img", "src").startswith("data:image/png;base64,")
+    assert page.locator("#graph .node.done").count() == 2 and graph.digest
 
 
 HOSTILE = '</script><img src=x onerror="window.HACKED=1">&amp;<b>conv'

@@ -82,6 +82,10 @@ function drawGraph() {
     node.addEventListener("click", () => select(n));
     g.append(node);
   }
+  for (const r of BOOT.runs || []) {
+    const e = $(`node-${model.nodes.findIndex((n) => n.name === r.node)}`);
+    if (e && r.model === model.id) e.classList.add("done");
+  }
   const names = $("names");
   names.replaceChildren();
   for (const n of model.nodes) for (const a of [...n.aliases, n.name]) names.append(new Option(a));
@@ -174,8 +178,8 @@ function drawLoss(values, total) {
 function showResult(res) {
   const run = $("run");
   run.dataset.key = res.key;
-  $("photo-img").src = `/api/runs/${res.key}/original.png`;
-  $("current-img").src = `/api/runs/${res.key}/reconstruction.png`;
+  $("photo-img").src = res.images ? res.images.original : `/api/runs/${res.key}/original.png`;
+  $("current-img").src = res.images ? res.images.reconstruction : `/api/runs/${res.key}/reconstruction.png`;
   $("current-cap").textContent = `reconstruction (${res.stopped})`;
   $("result-feature-error").textContent = fmt(res.feature_error, 4);
   $("result-rel-flat").textContent = fmt(res.rel_flat, 4);
@@ -194,7 +198,15 @@ async function select(n) {
   selected = n;
   mark(n.id, "selected");
   showInfo(n);
-  if (!SERVER) return;
+  if (!SERVER) {  // a static export shows the runs it was written with
+    const made = (BOOT.runs || []).filter((r) => r.node === n.name);
+    $("run").hidden = !made.length;
+    if (made.length) {
+      $("run-title").textContent = `${label(n)} · ${model.name} (${made.length} run${made.length > 1 ? "s" : ""} saved)`;
+      showResult(made[made.length - 1]);
+    }
+    return;
+  }
   const mine = ++token;
   const run = $("run");
   run.hidden = false;
