@@ -43,15 +43,25 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture(scope="module")
+def other_vgg(model_dir):
+    """The same architecture with other seeded weights: a second model to compare on one canonical node."""
+    from converters import load
+    from models import export
+
+    path = export("vgg16_bn_features", model_dir / "vgg16_bn_seed1.onnx", seed=1, size=64)
+    return path, load(path)
+
+
 @pytest.fixture
-def server(vgg16_bn, vgg16_bn_path, tmp_path):
+def server(vgg16_bn, vgg16_bn_path, other_vgg, tmp_path):
     import uvicorn
 
     from inverter.cli.serve import bind
     from inverter.explorer.app import create_app
     from inverter.explorer.runs import Explorer
 
-    explorer = Explorer([(vgg16_bn_path, vgg16_bn)], tmp_path / "cache")
+    explorer = Explorer([(vgg16_bn_path, vgg16_bn), other_vgg], tmp_path / "cache")
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off",
                                            timeout_graceful_shutdown=2))
@@ -136,6 +146,32 @@ def test_click_a_node_and_see_its_reconstruction(browser, server, vgg16_bn, tmp_
     assert page.inner_text("#result-feature-error") == f"{result['feature_error']:.4f}"
     assert page.get_attribute("#current-img", "src").startswith("data:image/png;base64,")
     assert page.locator("#graph .node.done").count() == 2 and graph.digest
+
+
+def test_one_node_in_every_model(browser, server):
+    """Two models on the same canonical node, side by side, each cell the numbers of its own run."""
+    url, explorer = server
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(url)
+    page.fill("#iterations", "10")
+    page.fill("#search", "conv2_1")
+    page.press("#search", "Enter")
+    page.wait_for_selector("#graph .node.found")
+    page.click("#graph .node.found")
+    page.wait_for_selector("#run.finished", timeout=60_000)
+    page.click("#strip-models")
+    page.wait_for_selector("#strip .cell >> nth=1")
+    page.click("#strip-run")
+    strip_done(page, 60)
+    captions = page.locator("#strip figcaption").all_inner_texts()
+    assert captions == ["conv2_1 · vgg16_bn.onnx", "conv2_1 · vgg16_bn_seed1.onnx"]
+    lines = page.locator("#strip .cell .m").all_inner_texts()
+    keys = [src.split("/")[3] for src in page.locator("#strip img").evaluate_all("(i) => i.map(e => e.getAttribute('src'))")]
+    results = [explorer.job(k).result for k in keys]
+    assert [r["model"] for r in results] == ["m0", "m1"]
+    assert [r["node"] for r in results] == [m.network.resolve("conv2_1").name for m in explorer.models.values()]
+    assert lines == [f"err {r['feature_error']:.3f} · flat {r['rel_flat']:.2f} · SSIM {r['ssim']:.2f}" for r in results]
+    assert results[0]["feature_error"] != results[1]["feature_error"]  # two models, two runs
 
 
 HOSTILE = '</script><img src=x onerror="window.HACKED=1">&amp;<b>conv'

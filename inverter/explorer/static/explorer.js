@@ -248,7 +248,7 @@ function renderStrip() {
     item.img = html("img");
     item.line = html("div", item.result ? stripLine(item.result) : "not run", "m");
     if (item.result) item.img.src = `/api/runs/${item.result.key}/reconstruction.png`;
-    fig.append(item.img, html("figcaption", `${clip(item.label, 18)} · ${clip(item.modelName, 16)}`));
+    fig.append(item.img, html("figcaption", `${clip(item.label, 18)} · ${clip(item.modelName, 24)}`));
     cell.append(fig, item.line);
     box.append(cell);
   }
