@@ -34,7 +34,7 @@ def main() -> None:
     from models import export
 
     work = Path(tempfile.mkdtemp(prefix="explorer-shot-"))
-    paths = [export("vgg16_hed", work / "vgg16_hed.onnx"), export("efficientnet_lite0", work / "efficientnet_lite0.onnx")]
+    paths = [export(name, work / f"{name}.onnx") for name in ("vgg16_hed", "efficientnet_lite0")]
     explorer = Explorer([(p, load(p)) for p in paths], work / "cache")
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(explorer), log_level="warning", lifespan="off"))

@@ -91,7 +91,8 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1") -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return render({"mode": "server", "models": list(views.values()), "photos": explorer.photo_list(),
-                       "presets": presets(), "max_upload": MAX_UPLOAD, "netron": importlib.util.find_spec("netron") is not None})
+                       "presets": presets(), "max_upload": MAX_UPLOAD,
+                       "netron": importlib.util.find_spec("netron") is not None})
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

@@ -256,8 +256,9 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(vgg16_bn_path, tmp_path):
 
         with urllib.request.urlopen(url, timeout=30) as page:
             assert b'id="boot"' in page.read()
-        request = urllib.request.Request(url + "api/runs", method="POST", headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"model": "m0", "node": "conv1_1", "iterations": 5000}).encode())
+        body = json.dumps({"model": "m0", "node": "conv1_1", "iterations": 5000}).encode()
+        request = urllib.request.Request(url + "api/runs", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as answer:
             key = json.loads(answer.read())["key"]
         stream = urllib.request.urlopen(f"{url}api/runs/{key}/events", timeout=30)  # a run under way, a stream open

@@ -166,7 +166,8 @@ def test_one_node_in_every_model(browser, server):
     captions = page.locator("#strip figcaption").all_inner_texts()
     assert captions == ["conv2_1 · vgg16_bn.onnx", "conv2_1 · vgg16_bn_seed1.onnx"]
     lines = page.locator("#strip .cell .m").all_inner_texts()
-    keys = [src.split("/")[3] for src in page.locator("#strip img").evaluate_all("(i) => i.map(e => e.getAttribute('src'))")]
+    sources = page.locator("#strip img").evaluate_all("(images) => images.map(e => e.getAttribute('src'))")
+    keys = [src.split("/")[3] for src in sources]
     results = [explorer.job(k).result for k in keys]
     assert [r["model"] for r in results] == ["m0", "m1"]
     assert [r["node"] for r in results] == [m.network.resolve("conv2_1").name for m in explorer.models.values()]
