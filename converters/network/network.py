@@ -25,7 +25,7 @@ import torch
 from torch import fx, nn
 
 from converters.errors import ModelError, NodeError, first_line
-from converters.network.names import NameTable, NodeInfo, assign_aliases
+from converters.network.names import NameTable, NodeInfo, assign_aliases, recorded_module_path
 from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.edges import producers
 from converters.network.onnx_io import prepare, read_onnx
@@ -49,16 +49,15 @@ class Network(nn.Module):
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
-        import onnx2torch
         from onnx2torch.onnx_graph import OnnxGraph
 
         from converters.network import normalise
-        from converters.network.extract import convertible_subgraph
         from converters.network.onnx_io import unsupported_nodes
 
         model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
         self.notes: list[str] = []  # what was done to the file before conversion, said on every command
         moved = normalise.constants_to_initializers(model)
+        normalise.drop_weight_identities(model)
         if moved:
             self.notes.append(f"{moved} Constant node(s) moved into initializers")
         self.quantized = normalise.is_quantized(model)
@@ -78,19 +77,9 @@ class Network(nn.Module):
             normalise.float_biases(model)
         model = prepare(model, strict=False)
         self.onnx_model = model
-        converted, reasons = convertible_subgraph(model, unsupported_nodes(model))
-        self.converted_model = converted
-        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
-            from converters.errors import unsupported_ops
-            bad = [n for n in model.graph.node if reasons.get(n.name, "").startswith("onnx2torch")]
-            raise ModelError(unsupported_ops(bad, "op", "onnx2torch has no converter for it and no node "
-                                             "before it can be inverted; replace the op"))
         initializers = {t.name for t in model.graph.initializer}
-        safe, _ = safe_copy(converted)  # onnx2torch and torch.fx see generated identifiers only
-        try:
-            gm = onnx2torch.convert(safe)
-        except Exception as exc:
-            raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+        converted, reasons, gm, safe = self._convert(model, unsupported_nodes(model))
+        self.converted_model = converted
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
         for p in gm.parameters():
             p.requires_grad_(False)
@@ -100,13 +89,17 @@ class Network(nn.Module):
         module_of = dict(zip((n.name for n in converted.graph.node), OnnxGraph(safe.graph).nodes))
         self.nodes: list[NodeInfo] = [
             NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
-                     outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name))
+                     outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name),
+                     scope=recorded_module_path({p.key: p.value for p in n.metadata_props}))
             for i, n in enumerate(model.graph.node)
         ]
         if reasons:
             first = next(n for n in self.nodes if n.unsupported and not n.unsupported.startswith("after "))
+            feed = next((n for n in self.nodes if first.inputs and first.inputs[0] in n.outputs and not n.unsupported),
+                        None)
+            deepest = f" (the deepest on its path: {feed.name!r})" if feed else ""
             self.notes.append(f"{len(reasons)} node(s) from {first.op_type} {first.name!r} on are not converted "
-                              f"({first.unsupported}); nodes before them can be inverted")
+                              f"({first.unsupported}); nodes before them can be inverted{deepest}")
         self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
         self._producer = producers(self.nodes)
         self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
@@ -121,6 +114,31 @@ class Network(nn.Module):
             self.set_channels_last(True)
         self._identity_checked: InputSpec | None = None  # from_standardised() skips adapt when it is the identity
         self._identity = False
+
+    @staticmethod
+    def _convert(model: onnx.ModelProto, unsupported: dict[str, str], retry: bool = True):
+        """(the convertible sub-graph, {node: why it is not converted}, its GraphModule, the safe-named copy onnx2torch
+        converted). A converter that refuses
+        a node it was given (an attribute it does not implement) makes that node unsupported too: cut again."""
+        import onnx2torch
+
+        from converters.errors import unsupported_ops
+        from converters.network.extract import convertible_subgraph
+        from converters.network.onnx_io import refused_nodes
+
+        converted, reasons = convertible_subgraph(model, unsupported)
+        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
+            bad = [n for n in model.graph.node if n.name in unsupported]
+            raise ModelError(unsupported_ops(bad, "op", f"{unsupported[bad[0].name]}, and no node before it can be "
+                                             "inverted; replace the op"))
+        safe, _ = safe_copy(converted)  # onnx2torch and torch.fx see generated identifiers only
+        try:
+            return converted, reasons, onnx2torch.convert(safe), safe
+        except Exception as exc:
+            refused = refused_nodes(converted) if retry else {}
+            if not refused:
+                raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+            return Network._convert(model, {**unsupported, **refused}, retry=False)
 
     def set_channels_last(self, enabled: bool = True) -> "Network":
         """Keep 4-D weights, and run NCHW inputs, in channels-last memory (or back to contiguous)."""

@@ -2,6 +2,8 @@
 
 - `constants_to_initializers`: weights stored as `Constant` nodes (Paddle2ONNX) become
   initializers; onnx2torch reads weights from initializers only.
+- `drop_weight_identities`: `Identity(initializer)` nodes (torch.onnx's legacy exporter: merged equal
+  weights, or no constant folding) are bypassed, so consumers read the initializer.
 - `dequantize`: a quantized file becomes its float equivalent. `DequantizeLinear` of constant
   integer weights (TFLite, onnxruntime static quantisation) becomes a float initializer; a
   `QuantizeLinear -> DequantizeLinear` pair on activations becomes a Clip to its integer range
@@ -59,6 +61,30 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
         del graph.node[:]
         graph.node.extend(keep)
     return moved
+
+
+def drop_weight_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`Identity(initializer)` nodes: torch.onnx without constant folding writes one per weight, and the legacy
+    exporter merges equal initializers (every zero bias of a fresh network, tied weights) into one read through
+    Identity nodes. onnx2torch reads weights from initializers only: consumers read the initializer directly."""
+    inits = {t.name for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            rename[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    if not rename:
+        return model
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
 
 
 # ----------------------------------------------------------------------------- quantized -> float
