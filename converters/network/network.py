@@ -57,9 +57,13 @@ class Network(nn.Module):
         model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
         self.notes: list[str] = []  # what was done to the file before conversion, said on every command
         moved = normalise.constants_to_initializers(model)
-        normalise.drop_weight_identities(model)
         if moved:
             self.notes.append(f"{moved} Constant node(s) moved into initializers")
+        cast = normalise.constant_cast_likes(model)
+        if cast:
+            self.notes.append(f"{cast} CastLike node(s) of constants made constants")
+        moved += cast  # what they feed folds into initializers below
+        normalise.drop_weight_identities(model)
         self.quantized = normalise.is_quantized(model)
         self.notes += normalise.dequantize(model)
         if self.quantized:

@@ -214,3 +214,12 @@ def test_equal_weights_merged_by_the_legacy_exporter(tmp_path):
     with torch.no_grad():
         (got,) = load(path)(x)
     assert rel(got, onnxruntime_outputs(path, x.numpy())[0]) < 1e-4
+
+
+def test_module_paths_survive_shape_folding(files):
+    """The default exporter without its optimiser leaves Shape/Expand/CastLike computations that are folded at
+    load; the module paths recorded in node metadata outlive the folding, and the computed zero biases become
+    initializers the Conv converter reads."""
+    net = load(files("resnet18", "dynamo-no-optimize"))
+    assert any("CastLike" in n for n in net.notes)
+    assert net.resolve("layer2.1").op_type == "Relu" and net.resolve("res3b").name == net.resolve("layer2.1").name
