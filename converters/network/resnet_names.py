@@ -32,7 +32,7 @@ def resnet_aliases(nodes: list, initializers: set[str]) -> dict[str, str]:
     producer = {t: n for n in nodes for t in n.outputs}
     constants = set(initializers) | {t for n in nodes if n.op_type == "Constant" for t in n.outputs}
 
-    def live(n: NodeInfo) -> list[str]:
+    def live(n) -> list[str]:
         return [t for t in n.inputs if t and t not in constants]
 
     adds = [n for n in nodes if n.op_type in ("Add", "Sum") and len(live(n)) == 2]
