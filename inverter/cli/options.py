@@ -259,7 +259,7 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     import sys
 
     from converters import load
-    from converters.input_spec import InputSpec, recorded_spec
+    from converters.input_spec import InputSpec, MetadataError, recorded_spec
     from converters.network.network import Network, read_onnx
 
     path = path or args.model
@@ -270,10 +270,15 @@ def load_network(args, path: Path | None = None, notes: bool = True):
         network = load(path, size=size_, input_name=input_name, **speed_options(args))
     else:
         model = read_onnx(path)
-        base = recorded_spec(model) or InputSpec()
+        try:
+            base, ignored = recorded_spec(model) or InputSpec(), None
+        except MetadataError as exc:  # the flags replace it whole: nothing of it is half-applied
+            base, ignored = InputSpec(), f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
         spec = base.replace(**overrides, source="command line")
         network = Network(model, input_spec=spec, size=size_, path=path, input_name=input_name,
                           **speed_options(args))
+        if ignored:
+            network.notes.append(ignored)
     if notes:
         for line in assumptions(network):
             print(f"note: {Path(path).name}: {line}", file=sys.stderr)
