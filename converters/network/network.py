@@ -340,6 +340,7 @@ def load(path: str | Path, *, input_spec: InputSpec | None = None,
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
-    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
+    return Network(read_onnx(path, max_memory), input_spec=input_spec, size=size, path=path,
+                   channels_last=channels_last,
                    fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name,
                    max_memory=max_memory)

@@ -269,7 +269,7 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     if not any(v is not None for v in overrides.values()):
         network = load(path, size=size_, input_name=input_name, **speed_options(args))
     else:
-        model = read_onnx(path)
+        model = read_onnx(path, speed_options(args)["max_memory"])
         try:
             base, ignored = recorded_spec(model) or InputSpec(), None
         except MetadataError as exc:  # the flags replace it whole: nothing of it is half-applied
