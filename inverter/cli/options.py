@@ -302,13 +302,22 @@ def out_dir(args, default: Path | str) -> Path:
     return prepare_out_dir(args.out or Path(default), args.force)
 
 
+def interrupted() -> str:
+    """'interrupted', or 'interrupted by SIGTERM' when a signal other than Ctrl-C's did it (`main`)."""
+    import signal
+    import sys
+
+    received = getattr(sys.modules.get("inverter.cli.main"), "_received", None)
+    return f"interrupted by {signal.Signals(received[-1]).name}" if received else "interrupted"
+
+
 def interrupted_exit(stopped: str, out) -> int | None:
     """130 with one line when the run was interrupted (its partial results, marked so, are in `out`)."""
     if stopped != "interrupted":
         return None
     import sys
 
-    print(f"{PROG}: interrupted; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
+    print(f"{PROG}: {interrupted()}; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
           file=sys.stderr)
     return 130
 
