@@ -65,8 +65,8 @@ def check_weights(model: onnx.ModelProto, limit: float = MAX_WEIGHT) -> None:
         flat = _float_array(tensor)
         if flat is None or flat.size == 0:
             continue
-        top, bottom = flat.max(), flat.min()  # NaN propagates through both
-        if flat.size == 1 and not np.isnan(top):
+        top, bottom = float(flat.max()), float(flat.min())  # NaN propagates through both
+        if flat.size == 1 and not math.isnan(top):
             continue
         if -limit <= bottom and top <= limit:
             continue

@@ -15,7 +15,7 @@ import warnings
 
 from converters.errors import UserError, first_line
 from converters.network.safe_names import printable
-from inverter.cli.options import PROG, Parser
+from inverter.cli.options import PROG, RECEIVED, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
 COMMANDS = ("invert", "nodes", "demo", "convert", "graph", "compare", "sweep", "visualize", "saliency", "fool",
@@ -60,7 +60,7 @@ def _remove_created() -> None:
 # the signal raises KeyboardInterrupt, so the step in progress ends, what was finished is written
 # (atomically: never half a file) and the exit status is 128 + the signal's number (143, 129; 130 for Ctrl-C)
 HANDLED_SIGNALS = ("SIGTERM", "SIGHUP")
-_received: list[int] = []
+_received = RECEIVED  # shared with options.interrupted() (this module may run as __main__)
 
 
 def _interrupt(signum, frame) -> None:

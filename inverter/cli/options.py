@@ -302,13 +302,14 @@ def out_dir(args, default: Path | str) -> Path:
     return prepare_out_dir(args.out or Path(default), args.force)
 
 
-def interrupted() -> str:
-    """'interrupted', or 'interrupted by SIGTERM' when a signal other than Ctrl-C's did it (`main`)."""
-    import signal
-    import sys
+RECEIVED: list[int] = []  # the signals (SIGTERM, SIGHUP) that interrupted this command (`main` handles them)
 
-    received = getattr(sys.modules.get("inverter.cli.main"), "_received", None)
-    return f"interrupted by {signal.Signals(received[-1]).name}" if received else "interrupted"
+
+def interrupted() -> str:
+    """'interrupted', or 'interrupted by SIGTERM' when a signal other than Ctrl-C's did it."""
+    import signal
+
+    return f"interrupted by {signal.Signals(RECEIVED[-1]).name}" if RECEIVED else "interrupted"
 
 
 def interrupted_exit(stopped: str, out) -> int | None:
