@@ -4,7 +4,9 @@ leaves the previous file untouched; an output that names one of the sources is r
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,6 +43,11 @@ def atomic_output(out_path: str | Path, sources=()):
     try:
         yield tmp
         os.replace(tmp, out_path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise ConversionError(f"no space left in {out_path.parent} for the model ({shutil.disk_usage(out_path.parent).free} "
+                              "bytes free); free some space or write elsewhere (an existing file is untouched)") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     before = _handle_signals()
     try:
         return _status(_main(argv))
+    except OSError:  # after SIGHUP the terminal, and stderr with it, may be gone: the results are written
+        if _received:
+            return _status(130)
+        raise
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)

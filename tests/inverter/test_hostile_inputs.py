@@ -814,3 +814,18 @@ def test_full_disk_injected_midway(small, tmp_path, capsys, monkeypatch):
     line = last_line(err)
     assert code == 2 and f"no space left in {out}" in line and "bytes" in line, line
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+
+
+def test_full_disk_during_convert_keeps_the_old_file(small, small_disk, capsys):
+    model, _ = small
+    old = small_disk / "old.onnx"
+    old.write_bytes(b"an earlier model")
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # fill the tmpfs
+        with pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+    code, err = cli(capsys, "convert", model, "-o", old)
+    line = last_line(err)
+    assert code == 2 and f"no space left in {small_disk}" in line, line
+    assert old.read_bytes() == b"an earlier model"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "old.onnx"]
