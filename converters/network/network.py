@@ -66,7 +66,6 @@ class Network(nn.Module):
         self.notes += normalise.dequantize(model)
         if self.quantized:
             self.notes.append("quantized model: inverting its float equivalent")
-        checks.check_weights(model)  # NaN, inf, 1e38: refused at load, not "diverged after 0 iterations"
         chosen = self._choose_input(model, input_name, other_inputs)
         self.path = Path(path) if path else None
         self.input_name = chosen.name
@@ -94,6 +93,8 @@ class Network(nn.Module):
             gm = onnx2torch.convert(safe)
         except Exception as exc:
             raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+        # NaN, inf, 1e38 in a weight: refused at load (not "diverged after 0 iterations"), before the graph runs
+        checks.check_loaded_weights(itertools.chain(gm.parameters(), gm.buffers()), converted)
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
         for p in gm.parameters():
             p.requires_grad_(False)
