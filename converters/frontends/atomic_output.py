@@ -46,8 +46,9 @@ def atomic_output(out_path: str | Path, sources=()):
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
-        raise ConversionError(f"no space left in {out_path.parent} for the model ({shutil.disk_usage(out_path.parent).free} "
-                              "bytes free); free some space or write elsewhere (an existing file is untouched)") from None
+        free = shutil.disk_usage(out_path.parent).free
+        raise ConversionError(f"no space left in {out_path.parent} for the model ({free} bytes free); free some "
+                              "space or write elsewhere (an existing file is untouched)") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -176,7 +176,7 @@ def estimate(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ..
 
 
 def estimate_bytes(model: onnx.ModelProto, input_name: str, input_shape: tuple[int, ...]) -> int:
-    """Bytes of every tensor of `model` with `input_name` fixed at `input_shape` (an upper bound of one forward pass)."""
+    """Bytes of every tensor of `model` with `input_name` fixed at `input_shape` (`estimate`'s first number)."""
     return estimate(model, input_name, input_shape)[0]
 
 

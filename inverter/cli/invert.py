@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from inverter.cli.options import (PROG, add_common, add_config_options, add_input_spec_options, add_output,
-                                  assumptions, config_from, emit, interrupted, load_network, out_dir, safe_stem, split_weights)
+                                  assumptions, config_from, emit, interrupted, load_network, out_dir, safe_stem,
+                                  split_weights)
 
 
 def add_arguments(p) -> None:

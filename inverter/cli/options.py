@@ -273,7 +273,8 @@ def load_network(args, path: Path | None = None, notes: bool = True):
         try:
             base, ignored = recorded_spec(model) or InputSpec(), None
         except MetadataError as exc:  # the flags replace it whole: nothing of it is half-applied
-            base, ignored = InputSpec(), f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
+            base = InputSpec()
+            ignored = f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
         spec = base.replace(**overrides, source="command line")
         network = Network(model, input_spec=spec, size=size_, path=path, input_name=input_name,
                           **speed_options(args))
