@@ -85,7 +85,7 @@ def placed(network: Network, config: InversionConfig) -> Iterator[tuple[torch.de
 
 def optimize(network: Network, objective: Objective, config: InversionConfig, image: torch.Tensor | Parameterization,
              *, seeds: list[int] | None = None, lrs: list[float] | None = None, transform=None, stop=None,
-             progress: bool = True) -> OptimizationRun:
+             progress: bool = True, observe=None) -> OptimizationRun:
     """Minimise `objective` over a batch of images; gradients reach the images only.
 
     image: the start images (B, 3, H, W) in engine space, optimised as pixels; or any
@@ -95,6 +95,8 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, im
     lrs: one learning rate per element (default config.lr).
     stop(images, feats) -> bool per element: stop once all are True.
     transform(x, generators) -> x: robustness transforms, after the built-in jitter.
+    observe(iteration, total, images): called once per iteration with the loss per element and the
+    images (engine space) it was taken at, before the step; it may raise KeyboardInterrupt to stop.
     Runs on config.device and config.dtype and leaves the network where it was (`placed`).
     """
     with placed(network, config) as (device, dtype):
@@ -106,11 +108,11 @@ def optimize(network: Network, objective: Objective, config: InversionConfig, im
                 raise ConfigError(f"the parameterisation's tensors are not on {config.device} in {config.dtype}: "
                                   "build it from a start image on that device and in that dtype")
         return _descend(network, objective, config, param, seeds=seeds, lrs=lrs, transform=transform, stop=stop,
-                        progress=progress)
+                        progress=progress, observe=observe)
 
 
 def _descend(network: Network, objective: Objective, config: InversionConfig, param: Parameterization, *,
-             seeds, lrs, transform, stop, progress) -> OptimizationRun:
+             seeds, lrs, transform, stop, progress, observe=None) -> OptimizationRun:
     """The loop itself, on the device and dtype of the parameterisation's leaves."""
     device, dtype = param.leaves[0].device, param.leaves[0].dtype
     batch = len(param.leaves)
@@ -160,6 +162,8 @@ def _descend(network: Network, objective: Objective, config: InversionConfig, pa
                 best = torch.where(better.view(-1, 1, 1, 1), v.detach(), best)
             for name, value in {**terms, "total": total}.items():
                 history.setdefault(name, []).append(value.detach())
+            if observe is not None:
+                observe(it, total.detach(), v.detach())
             if stop is not None and bool(stop(v, feats).all()):
                 stopped = "target reached"
                 best = v.detach().clone()

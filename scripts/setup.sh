@@ -2,6 +2,12 @@
 # Everything invert-onnx needs on a fresh machine, in ./.venv (idempotent; ~5 GB, a few minutes the first time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages for the explorer (Graphviz's dot lays its graph out) and its browser test (headless
+# Chromium): installed only as root where apt-get exists; a failure never fails the set-up.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && { ! command -v dot >/dev/null || ! [ -x /usr/bin/chromium ]; }; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz chromium) >/dev/null 2>&1 \
+        || echo "setup.sh: apt-get could not install graphviz and chromium; the explorer's tests will skip" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

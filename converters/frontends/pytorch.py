@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from converters.frontends.atomic_output import save_onnx
-from converters.frontends.cleanup import drop_weight_identities, set_input_spec
+from converters.frontends.cleanup import set_input_spec
+from converters.network.normalise import drop_weight_identities
 from converters.errors import ConversionError, first_line
 from converters.input_spec import InputSpec
 from converters.network.onnx_io import OPSET

@@ -8,10 +8,10 @@ import onnx
 from onnx import helper
 
 
-def convertible_subgraph(model: onnx.ModelProto, unsupported: set[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
+def convertible_subgraph(model: onnx.ModelProto, unsupported: dict[str, str]) -> tuple[onnx.ModelProto, dict[str, str]]:
     """(the model cut to the convertible nodes, {node name: why it cannot be inverted}).
 
-    unsupported: names of nodes whose op has no onnx2torch converter. A node downstream of one
+    unsupported: {node name: why onnx2torch cannot convert it}. A node downstream of one
     cannot be inverted either: its reason names the blocking node. The cut's outputs are the
     model's outputs it still computes plus every tensor a removed node reads from it.
     """
@@ -20,7 +20,7 @@ def convertible_subgraph(model: onnx.ModelProto, unsupported: set[str]) -> tuple
     reasons: dict[str, str] = {}
     for node in graph.node:  # graph order is topological
         if node.name in unsupported:
-            reasons[node.name] = f"onnx2torch has no converter for {node.op_type}"
+            reasons[node.name] = unsupported[node.name]
             continue
         for t in node.input:
             up = producer.get(t)

@@ -1,4 +1,4 @@
-"""Layer graphs of a Network: JSON, Graphviz DOT, SVG (through graphviz), self-contained HTML, Markdown,
+"""Layer graphs of a Network: JSON, Graphviz DOT, SVG (through graphviz), Markdown,
 and ONNX for Netron (the viewer this field uses) with our names written into each node's documentation.
 
 Nodes carry their aliases, op, output shape and receptive field; inverted nodes are
@@ -17,7 +17,7 @@ from converters.network.edges import producers
 from converters.network.network import Network
 from converters.network.safe_names import printable
 
-FORMATS = ("json", "dot", "svg", "html", "md", "onnx")
+FORMATS = ("json", "dot", "svg", "md", "onnx")  # html: the explorer's page (inverter.explorer.page)
 BINARY = ("onnx",)
 
 
@@ -76,68 +76,11 @@ def to_svg(data: dict) -> str:
     dot = shutil.which("dot")
     if not dot:
         raise UserError("SVG needs Graphviz's `dot` program: install it (apt-get install graphviz) or use "
-                        "--format html, which draws the graph without it")
+                        "--format md or json, which need no drawing program")
     done = subprocess.run([dot, "-Tsvg"], input=to_dot(data), capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise UserError(f"graphviz failed: {first_line(done.stderr) or done.returncode}")
     return done.stdout
-
-
-def _layout_svg(data: dict) -> str:
-    """A dependency-free drawing: nodes in topological order top to bottom, skip edges as arcs."""
-    box_w, box_h, gap, left = 260, 46, 18, 40
-    nodes = data["nodes"]
-    height = len(nodes) * (box_h + gap) + gap
-    y = {n["id"]: gap + i * (box_h + gap) for i, n in enumerate(nodes)}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{box_w + 2 * left + 220}" height="{height}" '
-             'font-family="Helvetica, Arial, sans-serif" font-size="11">',
-             '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="6" refY="3" orient="auto">'
-             '<path d="M0,0 L6,3 L0,6 z" fill="#555"/></marker></defs>']
-    for e in data["edges"]:
-        y0, y1 = y[e["from"]] + box_h, y[e["to"]]
-        if y1 - y0 <= gap + 1:
-            parts.append(f'<line x1="{left + box_w / 2}" y1="{y0}" x2="{left + box_w / 2}" y2="{y1}" '
-                         'stroke="#555" marker-end="url(#a)"/>')
-        else:  # a skip connection: an arc on the right
-            bulge = left + box_w + min(200, 20 + (y1 - y0) / 12)
-            parts.append(f'<path d="M{left + box_w},{y0 - box_h / 2} C{bulge},{y0 - box_h / 2} {bulge},'
-                         f'{y1 + box_h / 2} {left + box_w},{y1 + box_h / 2}" fill="none" stroke="#888" '
-                         'marker-end="url(#a)"/>')
-    for n in nodes:
-        fill = "#ffd54f" if n["highlight"] else "#eef3fb"
-        top, *rest = _label(n).split("\n")
-        parts.append(f'<g><title>{html.escape(n["name"])}\naliases: {html.escape(", ".join(n["aliases"]))}</title>'
-                     f'<rect x="{left}" y="{y[n["id"]]}" width="{box_w}" height="{box_h}" rx="6" fill="{fill}" '
-                     f'stroke="#345"/><text x="{left + 8}" y="{y[n["id"]] + 17}" font-weight="bold">'
-                     f'{html.escape(top)}</text><text x="{left + 8}" y="{y[n["id"]] + 34}">'
-                     f'{html.escape("   ".join(rest))}</text></g>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
-def to_html(data: dict) -> str:
-    """One file, no server, no network: the drawing plus a searchable node table."""
-    rows = "\n".join(
-        f'<tr class="{"hl" if n["highlight"] else ""}"><td>{html.escape(n["name"])}</td><td>{n["op"]}</td>'
-        f'<td>{"x".join(map(str, n["shape"])) if n["shape"] else "?"}</td>'
-        f'<td>{"all" if n["receptive_field"] is None else n["receptive_field"]}</td>'
-        f'<td>{html.escape(", ".join(n["aliases"]))}</td></tr>' for n in data["nodes"])
-    title = html.escape(Path(data["model"]).name if data["model"] else "network")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}: layer graph</title>
-<style>body{{font-family:Helvetica,Arial,sans-serif;margin:1.5em;display:flex;gap:2em;align-items:flex-start}}
-table{{border-collapse:collapse;font-size:12px}}td,th{{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}}
-tr.hl{{background:#ffd54f}}input{{margin-bottom:.6em;width:20em}}#g{{flex:none}}</style></head>
-<body><div id="g">{_layout_svg(data)}</div>
-<div><h2>{title}</h2><p>input {html.escape(data["input"]["name"])}: {data["input"]["layout"]}
-{data["input"]["size"][0]}x{data["input"]["size"][1]}; {len(data["nodes"])} nodes, {len(data["edges"])} edges</p>
-<input id="q" placeholder="filter nodes (name, op, alias)" oninput="f()">
-<table id="t"><tr><th>node</th><th>op</th><th>shape</th><th>RF</th><th>aliases</th></tr>
-{rows}</table></div>
-<script>function f(){{const q=document.getElementById('q').value.toLowerCase();
-for(const r of document.querySelectorAll('#t tr')){{if(r.querySelector('td'))r.style.display=r.textContent.toLowerCase().includes(q)?'':'none';}}}}</script>
-</body></html>
-"""
 
 
 def _md(text: str) -> str:
@@ -197,5 +140,5 @@ def export_graph(network: Network, fmt: str, highlight: list[str] | None = None,
     data = graph_data(network, highlight, include_all)
     if fmt == "onnx":
         return to_netron(network, data)
-    return {"json": lambda d: json.dumps(d, indent=2) + "\n", "dot": to_dot, "svg": to_svg, "html": to_html,
+    return {"json": lambda d: json.dumps(d, indent=2) + "\n", "dot": to_dot, "svg": to_svg,
             "md": to_markdown}[fmt](data)

@@ -10,13 +10,16 @@ are `conv3_1.conv`, `conv3_1.bn`, `conv3_1.relu`.
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from converters.errors import NodeError
+from converters.network.chains import FC_OPS, MERGE_OPS, POOL_OPS, follow_chain, name_chain
 from converters.network.edges import consumers
+from converters.network.resnet_names import resnet_aliases
 
 
 @dataclass
@@ -34,6 +37,7 @@ class NodeInfo:
     receptive_field: int | None = None  # pixels along one side; None: the whole image
     on_data_path: bool = True  # False for shape computations (Shape, Gather, Constant ...)
     unsupported: str | None = None  # why this node cannot be inverted (not converted), or None
+    scope: str | None = None  # the PyTorch module path the exporter recorded in the node's metadata, or None
 
     def describe(self) -> dict:
         return {"name": self.name, "op": self.op_type, "outputs": self.outputs,
@@ -43,11 +47,7 @@ class NodeInfo:
 
 
 _SCOPE_SUFFIX = re.compile(r"_\d+$")
-CHAIN_OPS = ("BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "LRN")
-POOL_OPS = ("MaxPool", "AveragePool")
-FC_OPS = ("Gemm", "MatMul")
-MERGE_OPS = ("Add", "Sum", "Concat", "Mul", "Sub", "Max")
-AFFINE_OPS = ("Mul", "Add", "Sub", "Div")  # by a constant, they stay in a conv/fc chain
+
 
 
 def torch_module_path(node_name: str) -> str | None:
@@ -57,11 +57,42 @@ def torch_module_path(node_name: str) -> str | None:
     parts = node_name.strip("/").split("/")[:-1]
     path = ""
     for part in parts:
-        if path and part.startswith(path + "."):
+        last = path.rsplit(".", 1)[-1]
+        if path and part.startswith(path + "."):  # `layer2` then `layer2.1`
             path = part
+        elif path and part.startswith(last + "."):  # `layer2.0.downsample` then `downsample.0`
+            path = path[: len(path) - len(last)] + part
         else:
             path = f"{path}.{part}" if path else part
     return path or None
+
+
+def recorded_module_path(metadata: dict[str, str]) -> str | None:
+    """The module path torch.onnx's default (dynamo) exporter records on a node: `pkg.torch.onnx.name_scopes`
+    `['', 'layer2', 'layer2.1', 'layer2.1.relu', 'relu_3']` beside `pkg.torch.onnx.class_hierarchy` (one class
+    per scope; the last is the aten op's) -> `layer2.1.relu`. Metadata is untrusted data: parsed as a literal
+    of bounded size, anything else gives None."""
+    scopes, classes = (_literal_strings(metadata.get(k)) for k in (NAME_SCOPES, CLASS_HIERARCHY))
+    if not scopes:
+        return None
+    if classes and len(classes) == len(scopes):
+        modules = [s for s, c in zip(scopes, classes) if s and not c.startswith(("aten.", "<built-in"))]
+    else:
+        modules = [s for s in scopes[:-1] if s]  # the last scope is the op
+    return modules[-1] if modules else None
+
+
+NAME_SCOPES, CLASS_HIERARCHY = "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy"
+
+
+def _literal_strings(text: str | None) -> list[str] | None:
+    if not text or len(text) > 4096:
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
 
 
 def scope_names(node_name: str) -> list[tuple[str, str]]:
@@ -81,25 +112,10 @@ def scope_names(node_name: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(out))
 
 
-def _follow_chain(start: NodeInfo, consumers, stop_ops=("LRN",), constants: set[str] = frozenset()) -> list[NodeInfo]:
-    """The node, then each single consumer that is BN/activation, or Mul/Add/Sub/Div by a constant
-    (BatchNorm as tf2onnx writes Keras' tf.nn.batch_normalization, Caffe Scale, a separate bias)."""
-    chain = [start]
-    while True:
-        nxt = consumers.get(chain[-1].outputs[0], [])
-        if len(nxt) != 1:
-            return chain
-        node = nxt[0]
-        affine = (node.op_type in AFFINE_OPS and len(node.inputs) == 2
-                  and all(t == chain[-1].outputs[0] or t in constants for t in node.inputs))
-        if (node.op_type in CHAIN_OPS and node.op_type not in stop_ops) or affine:
-            chain.append(node)
-        else:
-            return chain
-
-
 def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str, str]:
-    """conv3_1 / relu3_1 / pool3 / fc6 style names for plain-chain nets (VGG, AlexNet)."""
+    """conv3_1 / relu3_1 / pool3 / fc6 style names for plain-chain nets: VGG's blocks (conv1_1 ... conv5_3, pool1 ...
+    pool5, fc6 ... fc8) and AlexNet's numbered layers (conv1 ... conv5, norm1, norm2, pool1, pool2, pool5, fc6 ... fc8),
+    as the papers and Caffe's model zoo name them."""
     trunk_end = next((i for i, n in enumerate(nodes) if n.op_type in FC_OPS + ("Flatten",)), len(nodes))
     for node in nodes[:trunk_end]:
         live = [t for t in node.inputs if t and t not in initializers]
@@ -113,48 +129,35 @@ def canonical_aliases(nodes: list[NodeInfo], initializers: set[str]) -> dict[str
     fcs: list[list[NodeInfo]] = []
     for node in nodes:
         if node.op_type == "Conv" and len(node.outputs) == 1:
-            blocks[-1].append(_follow_chain(node, readers, constants=constants))
-        elif node.op_type == "LRN" and blocks[-1]:
+            blocks[-1].append(follow_chain(node, readers, constants=constants))
+        elif node.op_type == "LRN" and any(blocks):
             norms[sum(len(b) for b in blocks)] = node
         elif node.op_type in POOL_OPS and blocks[-1]:
             pools.append(node)
             blocks.append([])
         elif node.op_type in FC_OPS and any(t in initializers for t in node.inputs):
-            fcs.append(_follow_chain(node, readers, constants=constants))
+            fcs.append(follow_chain(node, readers, constants=constants))
     blocks = [b for b in blocks if b]
     if not blocks:
         return {}
-    vgg_style = len(blocks[0]) >= 2 or any(len(b) >= 3 for b in blocks)
+    # VGG (11 to 19, with or without BN) pools after each of its five blocks of 3x3 convs: conv3_1, pool3. AlexNet
+    # and CaffeNet pool three times (after conv1, conv2, conv5) and number their layers: conv3, pool5, fc6.
+    vgg_style = len(pools) >= 4
     names: dict[str, str] = {}
-
-    def name_chain(base: str, chain: list[NodeInfo], first_part: str, act_name: str) -> None:
-        names[base] = chain[-1].name
-        names[f"{base}.{first_part}"] = chain[0].name
-        for k, part in enumerate(chain[1:], 1):
-            if part.op_type == "BatchNormalization":
-                names[f"{base}.bn"] = part.name
-            elif part.op_type in AFFINE_OPS:
-                if k == 1 and part.op_type == "Add" and chain[0].op_type == "MatMul":
-                    names[f"{base}.{first_part}"] = part.name  # MatMul + bias Add: the layer's output
-                else:
-                    names[f"{base}.bn"] = part.name  # BN as Mul + Add (Keras via tf2onnx), Caffe Scale
-            elif part.op_type in ("Relu", "LeakyRelu", "PRelu", "Clip"):
-                names[f"{base}.relu"] = part.name
-                names.setdefault(act_name, part.name)
 
     count = 0
     for b, convs in enumerate(blocks, 1):
         for i, chain in enumerate(convs, 1):
             count += 1
             suffix = f"{b}_{i}" if vgg_style else f"{count}"
-            name_chain(f"conv{suffix}", chain, "conv", f"relu{suffix}")
+            name_chain(names, f"conv{suffix}", chain, "conv", f"relu{suffix}")
             if count in norms:
                 names[f"norm{count}"] = norms[count].name
         if b <= len(pools):
             names[f"pool{b if vgg_style else count}"] = pools[b - 1].name
     start = (len(blocks) if vgg_style else count) + 1
     for k, chain in enumerate(fcs):
-        name_chain(f"fc{start + k}", chain, "fc", f"relu{start + k}")
+        name_chain(names, f"fc{start + k}", chain, "fc", f"relu{start + k}")
     return names
 
 
@@ -163,14 +166,14 @@ def assign_aliases(nodes: list[NodeInfo], initializers: set[str]) -> None:
     by_name = {n.name: n for n in nodes}
     for node in nodes:
         node.aliases = []  # module names are generated identifiers (safe_names), not user names
-    for alias, target in canonical_aliases(nodes, initializers).items():
+    for alias, target in (canonical_aliases(nodes, initializers) or resnet_aliases(nodes, initializers)).items():
         by_name[target].aliases.append(alias)
     # A module path or scope names its last node: `layer2.1` -> the block's final ReLU. A scope name that
     # several scopes share (`batchnorm` inside every Keras BatchNormalization, `dense_1` as a layer and as
     # the renamed `dense_1_1`) names the last node of each: resolving it lists them (NameTable).
     last: dict[str, dict[str, NodeInfo]] = defaultdict(dict)
     for node in nodes:
-        path = torch_module_path(node.name)
+        path = node.scope or torch_module_path(node.name)
         if path:
             parts = path.split(".")
             for k in range(1, len(parts) + 1):

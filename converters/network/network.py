@@ -26,7 +26,7 @@ from torch import fx, nn
 
 from converters.errors import ModelError, NodeError, first_line
 from converters.network import checks
-from converters.network.names import NameTable, NodeInfo, assign_aliases
+from converters.network.names import NameTable, NodeInfo, assign_aliases, recorded_module_path
 from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.edges import producers
 from converters.network.onnx_io import prepare, read_onnx
@@ -50,11 +50,9 @@ class Network(nn.Module):
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
-        import onnx2torch
         from onnx2torch.onnx_graph import OnnxGraph
 
         from converters.network import normalise
-        from converters.network.extract import convertible_subgraph
         from converters.network.onnx_io import unsupported_nodes
 
         model = onnx.ModelProto.FromString(model.SerializeToString())  # never edit the caller's proto
@@ -62,6 +60,11 @@ class Network(nn.Module):
         moved = normalise.constants_to_initializers(model)
         if moved:
             self.notes.append(f"{moved} Constant node(s) moved into initializers")
+        cast = normalise.constant_cast_likes(model)
+        if cast:
+            self.notes.append(f"{cast} CastLike node(s) of constants made constants")
+        moved += cast  # what they feed folds into initializers below
+        normalise.drop_weight_identities(model)
         self.quantized = normalise.is_quantized(model)
         self.notes += normalise.dequantize(model)
         if self.quantized:
@@ -80,19 +83,9 @@ class Network(nn.Module):
             normalise.float_biases(model)
         model = prepare(model, strict=False)
         self.onnx_model = model
-        converted, reasons = convertible_subgraph(model, unsupported_nodes(model))
-        self.converted_model = converted
-        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
-            from converters.errors import unsupported_ops
-            bad = [n for n in model.graph.node if reasons.get(n.name, "").startswith("onnx2torch")]
-            raise ModelError(unsupported_ops(bad, "op", "onnx2torch has no converter for it and no node "
-                                             "before it can be inverted; replace the op"))
         initializers = {t.name for t in model.graph.initializer}
-        safe, _ = safe_copy(converted)  # onnx2torch and torch.fx see generated identifiers only
-        try:
-            gm = onnx2torch.convert(safe)
-        except Exception as exc:
-            raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+        converted, reasons, gm, safe = self._convert(model, unsupported_nodes(model))
+        self.converted_model = converted
         # NaN, inf, 1e38 in a weight: refused at load (not "diverged after 0 iterations"), before the graph runs
         checks.check_loaded_weights(itertools.chain(gm.parameters(), gm.buffers()), converted)
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
@@ -104,13 +97,17 @@ class Network(nn.Module):
         module_of = dict(zip((n.name for n in converted.graph.node), OnnxGraph(safe.graph).nodes))
         self.nodes: list[NodeInfo] = [
             NodeInfo(index=i, name=n.name, op_type=n.op_type, inputs=list(n.input),
-                     outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name))
+                     outputs=list(n.output), module_name=module_of.get(n.name), unsupported=reasons.get(n.name),
+                     scope=recorded_module_path({p.key: p.value for p in n.metadata_props}))
             for i, n in enumerate(model.graph.node)
         ]
         if reasons:
             first = next(n for n in self.nodes if n.unsupported and not n.unsupported.startswith("after "))
+            feed = next((n for n in self.nodes if first.inputs and first.inputs[0] in n.outputs and not n.unsupported),
+                        None)
+            deepest = f" (the deepest on its path: {feed.name!r})" if feed else ""
             self.notes.append(f"{len(reasons)} node(s) from {first.op_type} {first.name!r} on are not converted "
-                              f"({first.unsupported}); nodes before them can be inverted")
+                              f"({first.unsupported}); nodes before them can be inverted{deepest}")
         self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
         self._producer = producers(self.nodes)
         self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
@@ -126,11 +123,38 @@ class Network(nn.Module):
         self._identity_checked: InputSpec | None = None  # from_standardised() skips adapt when it is the identity
         self._identity = False
 
+    @staticmethod
+    def _convert(model: onnx.ModelProto, unsupported: dict[str, str], retry: bool = True):
+        """(the convertible sub-graph, {node: why it is not converted}, its GraphModule, the safe-named copy onnx2torch
+        converted). A converter that refuses
+        a node it was given (an attribute it does not implement) makes that node unsupported too: cut again."""
+        import onnx2torch
+
+        from converters.errors import unsupported_ops
+        from converters.network.extract import convertible_subgraph
+        from converters.network.onnx_io import refused_nodes
+
+        converted, reasons = convertible_subgraph(model, unsupported)
+        if not converted.graph.node:  # nothing before the first unsupported op: nothing to invert
+            bad = [n for n in model.graph.node if n.name in unsupported]
+            raise ModelError(unsupported_ops(bad, "op", f"{unsupported[bad[0].name]}, and no node before it can be "
+                                             "inverted; replace the op"))
+        safe, _ = safe_copy(converted)  # onnx2torch and torch.fx see generated identifiers only
+        try:
+            return converted, reasons, onnx2torch.convert(safe), safe
+        except Exception as exc:
+            refused = refused_nodes(converted) if retry else {}
+            if not refused:
+                raise ModelError(f"onnx2torch could not convert the model: {first_line(exc)}") from None
+            return Network._convert(model, {**unsupported, **refused}, retry=False)
+
     def set_channels_last(self, enabled: bool = True) -> "Network":
         """Keep 4-D weights, and run NCHW inputs, in channels-last memory (or back to contiguous)."""
         self.channels_last = bool(enabled)
         fmt = torch.channels_last if enabled else torch.contiguous_format
-        self.graph_module.to(memory_format=fmt)
+        # 4-D weights only: Module.to(memory_format=...) also tries 5-D buffers (a dynamo export's AdaptiveAvgPool
+        # indices) and fails on them
+        self.graph_module._apply(lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
         self._cuts.clear()
         return self
 

@@ -2,6 +2,10 @@
 
 - `constants_to_initializers`: weights stored as `Constant` nodes (Paddle2ONNX) become
   initializers; onnx2torch reads weights from initializers only.
+- `constant_cast_likes`: `CastLike(constant, input)` (torch.onnx's default exporter, optimiser off) becomes a
+  constant of the input's type, so the weights computed from it fold into initializers.
+- `drop_weight_identities`: `Identity(initializer)` nodes (torch.onnx's legacy exporter: merged equal
+  weights, or no constant folding) are bypassed, so consumers read the initializer.
 - `dequantize`: a quantized file becomes its float equivalent. `DequantizeLinear` of constant
   integer weights (TFLite, onnxruntime static quantisation) becomes a float initializer; a
   `QuantizeLinear -> DequantizeLinear` pair on activations becomes a Clip to its integer range
@@ -59,6 +63,55 @@ def constants_to_initializers(model: onnx.ModelProto) -> int:
         del graph.node[:]
         graph.node.extend(keep)
     return moved
+
+
+def constant_cast_likes(model: onnx.ModelProto) -> int:
+    """`CastLike(constant, x)` becomes the constant in x's element type (torch.onnx's default exporter without its
+    optimiser writes one for every constant it combines with the input, zero conv biases included), so constant
+    folding can make the weights it feeds initializers again; returns how many were rewritten."""
+    inits = {t.name: t for t in model.graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.value_info,
+                                                            *model.graph.output) if v.type.tensor_type.elem_type}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    keep, done = [], 0
+    for node in model.graph.node:
+        if (node.op_type == "CastLike" and node.input[0] in inits and types.get(node.input[1])
+                and node.output[0] not in inits):
+            value = numpy_helper.to_array(inits[node.input[0]])
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(types[node.input[1]])
+            model.graph.initializer.append(numpy_helper.from_array(value.astype(dtype), node.output[0]))
+            types[node.output[0]] = types[node.input[1]]
+            done += 1
+        else:
+            keep.append(node)
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return done
+
+
+def drop_weight_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`Identity(initializer)` nodes: torch.onnx without constant folding writes one per weight, and the legacy
+    exporter merges equal initializers (every zero bias of a fresh network, tied weights) into one read through
+    Identity nodes. onnx2torch reads weights from initializers only: consumers read the initializer directly."""
+    inits = {t.name for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    rename: dict[str, str] = {}
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            rename[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    if not rename:
+        return model
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    return model
 
 
 # ----------------------------------------------------------------------------- quantized -> float
@@ -232,6 +285,18 @@ def has_dynamic_shapes(model: onnx.ModelProto) -> bool:
 
 
 def fold_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`_fold_shapes`, keeping each surviving node's metadata (the module path torch.onnx records on it), which
+    the folding tools drop."""
+    metadata = {n.name: list(n.metadata_props) for n in model.graph.node if n.name and n.metadata_props}
+    folded = _fold_shapes(model)
+    if metadata:
+        for node in folded.graph.node:
+            if node.name in metadata and not node.metadata_props:
+                node.metadata_props.extend(metadata[node.name])
+    return folded
+
+
+def _fold_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
     """Constant-fold shape computations at the fixed input shapes.
 
     onnxslim without its fusions (node names and ops stay; measured on the corpus it is the one

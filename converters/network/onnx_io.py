@@ -98,6 +98,8 @@ def _default_opset(model: onnx.ModelProto) -> int:
 def _unsupported(model: onnx.ModelProto) -> list[onnx.NodeProto]:
     from onnx2torch.node_converters import get_converter
 
+    from converters.network import ops  # noqa: F401  (registers the ops this project adds)
+
     opsets = {o.domain: o.version for o in model.opset_import}
     bad = []
     for node in model.graph.node:
@@ -133,6 +135,29 @@ def prepare(model: onnx.ModelProto, strict: bool = True) -> onnx.ModelProto:
     return _convertible(model, strict)
 
 
-def unsupported_nodes(model: onnx.ModelProto) -> set[str]:
-    """Names of the nodes whose op onnx2torch has no converter for."""
-    return {n.name for n in _unsupported(model)}
+def unsupported_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """{node name: why} for the nodes whose op onnx2torch (with converters.network.ops) has no converter for."""
+    return {n.name: f"onnx2torch has no converter for {n.op_type}" for n in _unsupported(model)}
+
+
+def refused_nodes(model: onnx.ModelProto) -> dict[str, str]:
+    """{node name: why} for the nodes whose converter exists but refuses them (an attribute it does not implement:
+    onnx2torch's Pad with mode=wrap, Resize with antialias ...). Every converter is built once: run it only where
+    `onnx2torch.convert` failed."""
+    from onnx2torch.node_converters import get_converter
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    from converters.network.safe_names import printable, safe_copy
+
+    safe, names = safe_copy(model)
+    graph = OnnxGraph(safe.graph)
+    opsets = {o.domain or "": o.version for o in safe.opset_import}
+    original = {n: node.name for n, node in zip(names.nodes, model.graph.node)}
+    refused: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        try:
+            get_converter(domain=node.domain, operation_type=node.operation_type,
+                          version=opsets.get(node.domain, 1))(node, graph)
+        except Exception as exc:  # NotImplementedError, or a converter that fails on this node
+            refused[original[name]] = f"onnx2torch cannot convert this {node.operation_type}: {printable(first_line(exc))}"
+    return refused

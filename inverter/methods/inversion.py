@@ -100,13 +100,14 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
            config: InversionConfig | None = None, weights: dict[str, float] | None = None,
            seeds: list[int] | None = None, progress: bool = True,
            configs: list[InversionConfig] | None = None, parameterization: str = "pixel",
-           decorrelate: bool = False) -> InversionResult:
+           decorrelate: bool = False, observe=None) -> InversionResult:
     """Reconstruct image(s) from the features at `nodes` (any accepted names).
 
     image: a path, or pixels in [0, 1] of shape (B, 3, H, W) at the network's size.
     seeds: one per run; B images x 1 seed or 1 image x S seeds run as one batch.
     configs: one per run, as one batch (they may differ in lr, lambdas and seed): a sweep.
     weights: per-node weights of the feature terms (default 1).
+    observe: called each iteration with (iteration, loss per run, images in engine space) (`optimize`).
     """
     if configs:
         config = _batch_settings(configs)
@@ -137,7 +138,7 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
         start = ImageParam(init.to(device, dtype), parameterization, decorrelate)
         run = optimize(network, objective, config, start, seeds=seeds, progress=progress,
-                       lrs=[c.lr for c in configs] if configs else None)
+                       lrs=[c.lr for c in configs] if configs else None, observe=observe)
         with torch.no_grad():
             final_feats = network.from_standardised(run.images, nodes)
         errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}

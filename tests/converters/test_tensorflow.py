@@ -356,3 +356,20 @@ def test_hed_whole_chain_inversion(hed, photo):
     history = result.history["feature:block3_conv1"][:, 0]
     assert history[-1] < 0.7 * history[0], result.summary()
     assert result.feature_error["block3_conv1"][0] < history[0]
+
+
+def test_keras_resnet50_canonical_names_are_its_layers(tf_dir):
+    """keras.applications' ResNet50 (tf2onnx writes BN as Mul + Add, ZeroPadding before pool1): the canonical
+    ResNet names walk to Keras' own blocks, so res3d means conv3_block4_out here and layer2.3 in PyTorch."""
+    model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3))
+    net = load(tensorflow_to_onnx(model, tf_dir / "kresnet50.onnx"))
+    want = {"conv1": "conv1_relu", "pool1": "pool1_pool", "res2a.branch1.conv": "conv2_block1_0_conv",
+            "res3a.branch2a.conv": "conv3_block1_1_conv", "res3a.branch2c.conv": "conv3_block1_3_conv", "fc": "predictions"}
+    for stage, blocks in zip(range(2, 6), (3, 4, 6, 3)):
+        want |= {f"res{stage}{'abcdef'[b]}": f"conv{stage}_block{b + 1}_out" for b in range(blocks)}
+        want |= {f"res{stage}{'abcdef'[b]}.add": f"conv{stage}_block{b + 1}_add" for b in range(blocks)}
+    got = {k: net.resolve(k) for k in want}
+    for k, layer in want.items():
+        assert f"/{layer}_1/" in got[k].name or f"/{layer}/" in got[k].name, (k, got[k].name)
+    assert net.resolve("res5").name == net.resolve("res5c").name
+    assert net.resolve("pool5").op_type in ("GlobalAveragePool", "ReduceMean")

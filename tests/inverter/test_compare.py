@@ -32,9 +32,6 @@ def test_graph_text_formats(vgg16_bn):
     assert dot.startswith("digraph") and dot.count("->") == 44 and "fillcolor" in dot
     md = export_graph(vgg16_bn, "md", highlight=["pool2"])
     assert "```mermaid" in md and md.count("-->") == 43 and "**`" in md
-    page = export_graph(vgg16_bn, "html", highlight=["pool2"])
-    assert page.startswith("<!doctype html>") and "<svg" in page
-    assert not re.search(r'(src|href)="https?:', page)  # opens on its own, fetches nothing
     if shutil.which("dot"):
         assert "<svg" in export_graph(vgg16_bn, "svg")
     else:

@@ -9,7 +9,8 @@ from pathlib import Path
 import onnx
 
 from converters.errors import ConversionError, first_line, unsupported_ops
-from converters.frontends.cleanup import drop_weight_identities, set_input_spec
+from converters.frontends.cleanup import set_input_spec
+from converters.network.normalise import drop_weight_identities
 from converters.frontends.atomic_output import save_onnx
 from converters.frontends.tensorflow.dense_head import append_dense_tail, dense_tail
 from converters.frontends.tensorflow.runtime import layers_kept, quiet
