@@ -829,6 +829,7 @@ def test_full_disk_during_convert_keeps_the_old_file(small, small_disk, capsys):
                 f.write(b"\0" * 4096)
     code, err = cli(capsys, "convert", model, "-o", old)
     line = last_line(err)
-    assert code == 2 and f"no space left in {small_disk}" in line, line
+    needed = Path(model).stat().st_size
+    assert code == 2 and f"no space left in {small_disk}" in line and f"needs {needed} bytes" in line, line
     assert old.read_bytes() == b"an earlier model"
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "old.onnx"]
