@@ -9,6 +9,7 @@ the ONNX graph takes.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -154,15 +155,103 @@ class InputSpec:
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> "InputSpec":
-        try:
-            d = json.loads(text)
-            d["mean"] = tuple(d["mean"])
-            d["std"] = tuple(d["std"])
-            d.setdefault("channels", len(d["mean"]))
-            return cls(**d, source=source)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ModelError(f"the model's {METADATA_KEY} metadata is not valid ({exc}); "
-                             "re-export the model or pass --mean/--std/--scale") from None
+        """The spec recorded in a model's metadata, checked key by key: a malformed entry is refused
+        in one line naming the key (ModelError), never half-applied."""
+        return cls(**_recorded_fields(text), source=source)
+
+
+# --- the recorded metadata is untrusted text: parsed with limits, every key checked before use
+METADATA_LIMIT = 64 * 1024  # characters: a real spec is ~200
+METADATA_DEPTH = 4  # bracket nesting: a real spec has 2 ({"mean": [...]})
+METADATA_RANGE = 1e6  # |mean|, std and scale beyond this are not a preprocessing
+
+
+class MetadataError(ModelError):
+    """The model's recorded input_spec is malformed."""
+
+
+def _bad(key: str | None, why: str) -> MetadataError:
+    where = f"key {key!r} of " if key else ""
+    error = MetadataError(f"{where}the model's {METADATA_KEY} metadata {why}; remove or fix that metadata "
+                          "(or re-export the model), or pass --mean/--std/--scale to override it")
+    error.reason = f"{where}{METADATA_KEY} {why}"
+    return error
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting of JSON text, strings skipped (checked before json.loads recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > METADATA_DEPTH:
+                return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _number(key: str, value, low: float, high: float, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise _bad(key, f"must be {'a whole number' if integer else 'a number'}, not {json.dumps(value)[:40]}")
+    if not (math.isfinite(value) and low <= value <= high):
+        raise _bad(key, f"must be between {low:g} and {high:g}, not {value!r:.40}")
+    return value
+
+
+def _recorded_fields(text: str) -> dict:
+    """InputSpec fields from the metadata text; MetadataError names the first bad key."""
+    if not isinstance(text, str) or len(text) > METADATA_LIMIT:
+        raise _bad(None, f"is over {METADATA_LIMIT} characters")
+    if _nesting(text) > METADATA_DEPTH:
+        raise _bad(None, f"nests brackets more than {METADATA_DEPTH} deep")
+    try:
+        data = json.loads(text, parse_constant=lambda name: float("nan"))  # NaN, Infinity: refused below
+    except (ValueError, RecursionError) as exc:
+        raise _bad(None, f"is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise _bad(None, "must be a JSON object")
+    known = {"layout", "height", "width", "channel_order", "scale", "mean", "std", "channels"}
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise _bad(unknown[0][:40], f"is not one of {', '.join(sorted(known))}")
+    out: dict = {}
+    for key, choices in (("layout", ("NCHW", "NHWC")), ("channel_order", ("RGB", "BGR"))):
+        if key in data:
+            if data[key] not in choices:
+                raise _bad(key, f"must be {' or '.join(choices)}, not {json.dumps(data[key])[:40]}")
+            out[key] = data[key]
+    for key in ("height", "width"):
+        if data.get(key) is not None:
+            out[key] = int(_number(key, data[key], 1, 65536, integer=True))
+    if "scale" in data:
+        out["scale"] = float(_number("scale", data["scale"], 1 / METADATA_RANGE, METADATA_RANGE))
+    for key, low in (("mean", -METADATA_RANGE), ("std", 1 / METADATA_RANGE)):
+        if key not in data:
+            raise _bad(key, "is missing")
+        values = data[key]
+        if not isinstance(values, list) or not 1 <= len(values) <= 4:
+            raise _bad(key, f"must be a list of 1 to 4 numbers, not {json.dumps(values)[:40]}")
+        out[key] = tuple(float(_number(key, v, low, METADATA_RANGE)) for v in values)
+    out["channels"] = int(_number("channels", data["channels"], 1, 4, integer=True)) if "channels" in data \
+        else len(out["mean"])
+    if len(out["mean"]) != out["channels"] or len(out["std"]) != out["channels"]:
+        raise _bad("mean" if len(out["mean"]) != out["channels"] else "std",
+                   f"must hold one value per channel ({out['channels']})")
+    if out["channels"] == 2:
+        raise _bad("channels", "must be 1, 3 or 4")
+    return out
 
 
 def guess_layout(dims: list[int | None], default: str = "NCHW") -> str:
@@ -182,13 +271,14 @@ def recorded_spec(model) -> InputSpec | None:
     return InputSpec.from_json(meta[METADATA_KEY]) if METADATA_KEY in meta else None
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(?:[,x]\s*(\d+))?\s*$")
+_SIZE = re.compile(r"^\s*(-?\d+)\s*(?:[,x]\s*(-?\d+))?\s*$")
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'224' or '224,160' or '224x160' -> (H, W)."""
+    """'224' or '224,160' or '224x160' -> (H, W). A size under 1 is parsed: the network refuses it
+    naming the smallest size it takes (`converters.network.checks.check_size`)."""
     m = _SIZE.match(str(text))
-    if not m or int(m.group(1)) <= 0 or int(m.group(2) or 1) <= 0:
+    if not m or max(len(m.group(1)), len(m.group(2) or "")) > 6:
         raise UserError(f"size must look like 224 or 224,160, not {text!r}")
     h = int(m.group(1))
     return (h, int(m.group(2) or h))

@@ -122,3 +122,134 @@ def png(path: Path, width: int, height: int, mode: str = "RGB", value: int | Non
     else:
         Image.new(mode, (width, height), color=0 if value is None else value).save(path)
     return path
+
+
+# ---------------------------------------------------------------- issue 29: hostile models built on the fly
+def _save(path: Path, nodes, inputs, outputs, inits=(), opset: int = 17, ir: int = 8) -> Path:
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir
+    onnx.save(model, str(path))
+    return path
+
+
+def _float_input(name: str = "x", dims=(1, 3, SIZE, SIZE)):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(dims))
+
+
+def string_input_model(path: Path) -> Path:
+    """The image arrives as a string tensor, Cast to float."""
+    nodes = [helper.make_node("Cast", ["s"], ["x"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    return _save(path, nodes, [helper.make_tensor_value_info("s", TensorProto.STRING, [1, 3, SIZE, SIZE])],
+                 [_float_input("y")])
+
+
+def sequence_input_model(path: Path) -> Path:
+    """The image arrives as a sequence of tensors."""
+    nodes = [helper.make_node("SequenceAt", ["seq", "i"], ["x"], name="at"), helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    return _save(path, nodes, [helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+                 [_float_input("y")], [numpy_helper.from_array(np.array(0, dtype=np.int64), "i")])
+
+
+def poisoned_model(path: Path, value: float, index=(1, 2, 0, 1), dtype=np.float32) -> Path:
+    """`onnx_model` with `value` written into weight w2 at `index` (in `dtype`)."""
+    onnx_model(path, "", "node")
+    proto = onnx.load(str(path))
+    for k, tensor in enumerate(proto.graph.initializer):
+        array = numpy_helper.to_array(tensor).astype(dtype)
+        if tensor.name == "w2":
+            array[index] = value
+        proto.graph.initializer[k].CopyFrom(numpy_helper.from_array(array, tensor.name))
+    if dtype != np.float32:  # a float16 model: the input casts up front, the output back
+        proto.graph.node[0].input[0] = "x16"
+        proto.graph.node.insert(0, helper.make_node("Cast", ["x"], ["x16"], name="cast_in", to=TensorProto.FLOAT16))
+        proto.graph.node[-1].output[0] = "y16"
+        proto.graph.node.append(helper.make_node("Cast", ["y16"], ["y"], name="cast_out", to=TensorProto.FLOAT))
+    onnx.save(proto, str(path))
+    return path
+
+
+def with_metadata(path: Path, text: str) -> Path:
+    """`onnx_model` recording `text` as its invert_onnx.input_spec metadata."""
+    onnx_model(path, "", "node")
+    proto = onnx.load(str(path))
+    helper.set_model_props(proto, {"invert_onnx.input_spec": text})
+    onnx.save(proto, str(path))
+    return path
+
+
+def strided_model(path: Path) -> Path:
+    """A dynamic-size model: Conv 3x3 stride 2 pad 1, MaxPool 2/2, MaxPool 3/2 (the smallest size that
+    works is 11: torch's own layers agree, see the test)."""
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("MaxPool", ["c"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("MaxPool", ["p"], ["y"], name="pool2", kernel_shape=[3, 3], strides=[2, 2])]
+    return _save(path, nodes, [_float_input("x", (1, 3, "h", "w"))],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, None, None])], [w])
+
+
+def growing_model(path: Path, op: str, factor: int) -> tuple[Path, tuple[int, ...]]:
+    """A 16x16 model whose one `op` node ("grow") enlarges the image by `factor` per side (Resize,
+    Upsample, Tile, Expand, ConstantOfShape, Pad, ConvTranspose); returns the file and the shape it makes."""
+    f = factor
+    const = lambda values, name, dtype=np.int64: numpy_helper.from_array(np.array(values, dtype=dtype), name)  # noqa: E731
+    side = SIZE * f
+    opset, ir = 17, 8
+    if op == "Resize":
+        nodes, inits = [helper.make_node("Resize", ["x", "", "k"], ["big"], name="grow", mode="nearest")], \
+            [const([1, 1, f, f], "k", np.float32)]
+        shape = (1, 3, side, side)
+    elif op == "Upsample":
+        nodes, inits, opset, ir = [helper.make_node("Upsample", ["x", "k"], ["big"], name="grow", mode="nearest")], \
+            [const([1, 1, f, f], "k", np.float32)], 9, 4
+        shape = (1, 3, side, side)
+    elif op == "Tile":
+        nodes, inits = [helper.make_node("Tile", ["x", "k"], ["big"], name="grow")], [const([1, 1, f, f], "k")]
+        shape = (1, 3, side, side)
+    elif op == "Expand":
+        nodes, inits = [helper.make_node("Expand", ["x", "k"], ["big"], name="grow")], [const([f * f, 3, SIZE, SIZE], "k")]
+        shape = (f * f, 3, SIZE, SIZE)
+    elif op == "ConstantOfShape":  # the shape is computed from the input's: inference alone cannot follow it
+        nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"), helper.make_node("Mul", ["s", "k"], ["s2"], name="mul"),
+                 helper.make_node("ConstantOfShape", ["s2"], ["big"], name="grow",
+                                  value=numpy_helper.from_array(np.array([1.0], np.float32)))]
+        inits = [const([1, 1, f, f], "k")]
+        shape = (1, 3, side, side)
+    elif op == "Pad":
+        pad = side - SIZE
+        nodes, inits = [helper.make_node("Pad", ["x", "k"], ["big"], name="grow")], [const([0, 0, 0, 0, 0, 0, pad, pad], "k")]
+        shape = (1, 3, side, side)
+    elif op == "ConvTranspose":
+        nodes = [helper.make_node("ConvTranspose", ["x", "k"], ["big"], name="grow", strides=[f, f], kernel_shape=[f, f])]
+        inits = [const(np.ones((3, 1, f, f)), "k", np.float32)]
+        shape = (1, 1, side, side)
+    else:
+        raise ValueError(op)
+    nodes.append(helper.make_node("ReduceMean", ["big"], ["m"], name="mean", keepdims=1))
+    nodes.append(helper.make_node("Add", ["x", "m"] if op != "Expand" else ["m", "x"], ["y"], name="add"))
+    out = [1, 3, SIZE, SIZE]
+    return _save(path, nodes, [_float_input()], [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits,
+                 opset, ir), shape
+
+
+def sparse_external_model(folder: Path, claimed: int, dims=(4, 4, 3, 3)) -> Path:
+    """`onnx_model` whose weight w2 (of shape `dims`) lives in external data: a sparse file of `claimed`
+    bytes (no disk used), its entry claiming them all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = onnx_model(folder / "m.onnx", "", "node")
+    proto = onnx.load(str(path))
+    tensor = next(t for t in proto.graph.initializer if t.name == "w2")
+    del tensor.dims[:]
+    tensor.dims.extend(dims)
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w2.bin"), ("offset", "0"), ("length", str(claimed))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    with open(folder / "w2.bin", "wb") as f:
+        f.truncate(claimed)
+    path.write_bytes(proto.SerializeToString())
+    return path

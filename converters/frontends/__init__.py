@@ -138,6 +138,6 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
     from converters.network.network import read_onnx
 
     read_onnx(source)
-    with atomic_output(out_path, [source]) as tmp:
+    with atomic_output(out_path, [source], needed=Path(source).stat().st_size) as tmp:
         shutil.copyfile(source, tmp)
     return out_path

@@ -4,7 +4,9 @@ leaves the previous file untouched; an output that names one of the sources is r
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,8 +30,9 @@ def check_output(out_path: str | Path, sources=()) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output(out_path: str | Path, sources=()):
-    """Yield a temporary path next to `out_path`; on success it replaces `out_path`, on any error it is removed."""
+def atomic_output(out_path: str | Path, sources=(), needed: int | None = None):
+    """Yield a temporary path next to `out_path`; on success it replaces `out_path`, on any error it is removed.
+    needed: the bytes it will hold, when known (checked against the free space first, and said if the disk fills)."""
     out_path = check_output(out_path, sources)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,8 +42,17 @@ def atomic_output(out_path: str | Path, sources=()):
     os.close(fd)
     tmp = Path(name)
     try:
+        if needed is not None and needed > shutil.disk_usage(out_path.parent).free:
+            raise OSError(errno.ENOSPC, "not enough room")
         yield tmp
         os.replace(tmp, out_path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        free = shutil.disk_usage(out_path.parent).free
+        size = f"needs {needed} bytes, {free} free" if needed is not None else f"{free} bytes free"
+        raise ConversionError(f"no space left in {out_path.parent} for the model (it {size}); free some "
+                              "space or write elsewhere (an existing file is untouched)") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -48,6 +60,6 @@ def atomic_output(out_path: str | Path, sources=()):
 def save_onnx(model: onnx.ModelProto, out_path: str | Path) -> Path:
     """onnx.save, atomically."""
     out_path = Path(out_path)
-    with atomic_output(out_path) as tmp:
+    with atomic_output(out_path, needed=model.ByteSize()) as tmp:
         onnx.save(model, str(tmp))
     return out_path

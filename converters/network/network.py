@@ -25,6 +25,7 @@ import torch
 from torch import fx, nn
 
 from converters.errors import ModelError, NodeError, first_line
+from converters.network import checks
 from converters.network.names import NameTable, NodeInfo, assign_aliases, recorded_module_path
 from converters.input_spec import InputSpec, guess_layout, recorded_spec
 from converters.network.edges import producers
@@ -73,6 +74,7 @@ class Network(nn.Module):
         self.input_name = chosen.name
         self.input_spec = self._input_spec(model, chosen, input_spec, size)
         shape = self.input_spec.tensor_shape(1)
+        checks.check_size(model, self.input_name, self.input_spec, given=size is not None)
         # before anything folds or runs the graph: a 1 KB file may declare a 115 GB tensor
         self.memory_estimate = check_memory(model, self.input_name, shape, max_memory)
         if normalise.fix_input_shape(model, chosen.name, shape) or normalise.has_dynamic_shapes(model) or moved:
@@ -84,6 +86,8 @@ class Network(nn.Module):
         initializers = {t.name for t in model.graph.initializer}
         converted, reasons, gm, safe = self._convert(model, unsupported_nodes(model))
         self.converted_model = converted
+        # NaN, inf, 1e38 in a weight: refused at load (not "diverged after 0 iterations"), before the graph runs
+        checks.check_loaded_weights(itertools.chain(gm.parameters(), gm.buffers()), converted)
         gm.eval()  # onnx2torch returns training mode: BN would update its statistics
         for p in gm.parameters():
             p.requires_grad_(False)
@@ -185,16 +189,20 @@ class Network(nn.Module):
             if chosen is None:
                 raise ModelError(f"no graph input {name!r}; the model's inputs: {', '.join(i.name for i in inputs)}")
         else:
-            image = [i for i in inputs if len(dims[i.name]) == 4
+            image = [i for i in inputs if len(dims[i.name]) == 4 and checks.is_float_tensor(i)
                      and (dims[i.name][1] in (1, 3, 4) or dims[i.name][3] in (1, 3, 4))]
             chosen = (image or inputs)[0]
             if len(inputs) > 1:
                 self.notes.append(f"the model has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): "
                                   f"inverting {chosen.name!r} (choose with --input NAME)")
+        checks.check_input_type(chosen)
         others = dict(others or {})
         for vi in inputs:
             if vi.name == chosen.name:
                 continue
+            if vi.type.WhichOneof("value") != "tensor_type":
+                raise ModelError(f"input {vi.name!r} is {checks.type_name(vi)}: invert-onnx can fix only tensor "
+                                 "inputs to a constant; export the model without it")
             shape = [d if d else 1 for d in dims[vi.name]]
             elem = vi.type.tensor_type.elem_type
             dtype = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32
@@ -357,6 +365,7 @@ def load(path: str | Path, *, input_spec: InputSpec | None = None,
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
-    return Network(read_onnx(path), input_spec=input_spec, size=size, path=path, channels_last=channels_last,
+    return Network(read_onnx(path, max_memory), input_spec=input_spec, size=size, path=path,
+                   channels_last=channels_last,
                    fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name,
                    max_memory=max_memory)

@@ -12,6 +12,7 @@ import onnx
 from onnx import external_data_helper
 
 from converters.errors import ModelError, first_line, unsupported_ops
+from converters.network.memory import check_external_data
 
 OPSET = 17  # the opset every front-end writes; onnx2torch registers converters reliably up to here (DESIGN.md)
 
@@ -32,8 +33,10 @@ def _tensors(model: onnx.ModelProto):
     yield from graph_tensors(model.graph)
 
 
-def read_onnx(path: str | Path) -> onnx.ModelProto:
-    """Read and check an ONNX file; external data may not point outside the model's folder."""
+def read_onnx(path: str | Path, max_memory: float | None = None) -> onnx.ModelProto:
+    """Read and check an ONNX file; external data may not point outside the model's folder, and its
+    lengths are checked against the tensors' shapes and `max_memory` (bytes; None: half the physical
+    memory) before it is read."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
@@ -45,18 +48,33 @@ def read_onnx(path: str | Path) -> onnx.ModelProto:
     if not model.graph.node:
         raise ModelError(f"{path} holds no ONNX graph (empty or not an ONNX file)")
     folder = path.resolve().parent
+    external, inline = [], 0
     for tensor in _tensors(model):
         if external_data_helper.uses_external_data(tensor):
-            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            entry = {e.key: e.value for e in tensor.external_data}
+            location = entry.get("location", "")
             target = (folder / location).resolve()
             if folder not in target.parents:
                 raise ModelError(f"{path}: tensor {tensor.name!r} points to external data outside "
                                  f"the model's folder ({location}); refusing to read it")
             if not target.is_file():
                 raise ModelError(f"{path}: external data file {location} is missing")
+            try:
+                offset = int(entry.get("offset") or 0)
+                held = int(entry["length"]) if entry.get("length") else target.stat().st_size - offset
+            except ValueError:
+                raise ModelError(f"{path}: tensor {tensor.name!r} has a malformed external-data entry") from None
+            external.append((tensor, min(held, max(target.stat().st_size - offset, 0))))
+        else:
+            inline += len(tensor.raw_data)
+    if external:  # sizes checked before a byte is read: a sparse file may claim gigabytes
+        check_external_data(external, inline, path, max_memory)
     try:
+        if external:  # the checker reads the file itself: an in-memory proto over 2 GB cannot be serialised
+            onnx.checker.check_model(str(path))
         external_data_helper.load_external_data_for_model(model, str(folder))
-        onnx.checker.check_model(model)
+        if not external:
+            onnx.checker.check_model(model)
     except Exception as exc:
         raise ModelError(f"{path} fails the ONNX checker: {first_line(exc)}") from None
     return model

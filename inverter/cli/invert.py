@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from inverter.cli.options import (PROG, add_common, add_config_options, add_input_spec_options, add_output,
-                                  assumptions, config_from, emit, load_network, out_dir, safe_stem, split_weights)
+                                  assumptions, config_from, emit, interrupted, load_network, out_dir, safe_stem,
+                                  split_weights)
 
 
 def add_arguments(p) -> None:
@@ -53,6 +54,6 @@ def run(args) -> int:
               f"{', '.join(nodes)} (a saturated activation?); the reconstruction is the start image. Try another node",
               file=sys.stderr)
     if result.stopped == "interrupted":
-        print(f"{PROG}: interrupted; the best image so far and its metrics are in {out}", file=sys.stderr)
+        print(f"{PROG}: {interrupted()}; the best image so far and its metrics are in {out}", file=sys.stderr)
         return 130
     return 0

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import warnings
 
 from converters.errors import UserError, first_line
 from converters.network.safe_names import printable
-from inverter.cli.options import PROG, Parser
+from inverter.cli.options import PROG, RECEIVED, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
 COMMANDS = ("invert", "nodes", "demo", "convert", "graph", "compare", "sweep", "visualize", "saliency", "fool",
@@ -54,7 +56,46 @@ def _remove_created() -> None:
         reports.remove_created()
 
 
+# SIGTERM (a batch scheduler, `timeout`, kill) and SIGHUP (a closed terminal) end a run as Ctrl-C does:
+# the signal raises KeyboardInterrupt, so the step in progress ends, what was finished is written
+# (atomically: never half a file) and the exit status is 128 + the signal's number (143, 129; 130 for Ctrl-C)
+HANDLED_SIGNALS = ("SIGTERM", "SIGHUP")
+_received = RECEIVED  # shared with options.interrupted() (this module may run as __main__)
+
+
+def _interrupt(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _handle_signals() -> dict:
+    """Install the handlers; returns the ones they replace (put back when `main` returns)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # signal handlers can only be set in the main thread
+    return {sig: signal.signal(sig, _interrupt) for sig in
+            (getattr(signal, name) for name in HANDLED_SIGNALS if hasattr(signal, name))}
+
+
+def _status(code: int) -> int:
+    """130 (interrupted) becomes 128 + the number of the signal that interrupted the run."""
+    return 128 + _received[-1] if code == 130 and _received else code
+
+
 def main(argv: list[str] | None = None) -> int:
+    _received.clear()
+    before = _handle_signals()
+    try:
+        return _status(_main(argv))
+    except OSError:  # after SIGHUP the terminal, and stderr with it, may be gone: the results are written
+        if _received:
+            return _status(130)
+        raise
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format=f"{PROG}: %(message)s")
@@ -86,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {printable(exc)}", file=sys.stderr)  # names in it are untrusted: one visible line
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        how = f" by {signal.Signals(_received[-1]).name}" if _received else ""
+        print(f"{PROG}: interrupted{how}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `invert-onnx nodes M | head`
         sys.stderr.close()

@@ -259,7 +259,7 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     import sys
 
     from converters import load
-    from converters.input_spec import InputSpec, recorded_spec
+    from converters.input_spec import InputSpec, MetadataError, recorded_spec
     from converters.network.network import Network, read_onnx
 
     path = path or args.model
@@ -269,11 +269,17 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     if not any(v is not None for v in overrides.values()):
         network = load(path, size=size_, input_name=input_name, **speed_options(args))
     else:
-        model = read_onnx(path)
-        base = recorded_spec(model) or InputSpec()
+        model = read_onnx(path, speed_options(args)["max_memory"])
+        try:
+            base, ignored = recorded_spec(model) or InputSpec(), None
+        except MetadataError as exc:  # the flags replace it whole: nothing of it is half-applied
+            base = InputSpec()
+            ignored = f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
         spec = base.replace(**overrides, source="command line")
         network = Network(model, input_spec=spec, size=size_, path=path, input_name=input_name,
                           **speed_options(args))
+        if ignored:
+            network.notes.append(ignored)
     if notes:
         for line in assumptions(network):
             print(f"note: {Path(path).name}: {line}", file=sys.stderr)
@@ -297,13 +303,23 @@ def out_dir(args, default: Path | str) -> Path:
     return prepare_out_dir(args.out or Path(default), args.force)
 
 
+RECEIVED: list[int] = []  # the signals (SIGTERM, SIGHUP) that interrupted this command (`main` handles them)
+
+
+def interrupted() -> str:
+    """'interrupted', or 'interrupted by SIGTERM' when a signal other than Ctrl-C's did it."""
+    import signal
+
+    return f"interrupted by {signal.Signals(RECEIVED[-1]).name}" if RECEIVED else "interrupted"
+
+
 def interrupted_exit(stopped: str, out) -> int | None:
     """130 with one line when the run was interrupted (its partial results, marked so, are in `out`)."""
     if stopped != "interrupted":
         return None
     import sys
 
-    print(f"{PROG}: interrupted; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
+    print(f"{PROG}: {interrupted()}; the partial results (marked \"stopped\": \"interrupted\") are in {out}",
           file=sys.stderr)
     return 130
 

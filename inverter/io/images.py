@@ -1,7 +1,13 @@
 """Images in and out: Pillow reads any format; resize + centre-crop; [0, 1] RGB NCHW tensors."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import logging
+import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,6 +16,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from converters.errors import UserError
+
+log = logging.getLogger(__name__)
+# what the user should know about their input: said on stderr even with --quiet (as the model's notes are)
+notes = logging.getLogger("inverter.notes")
+notes.setLevel(logging.INFO)
 
 
 class ImageError(UserError):
@@ -24,6 +35,8 @@ def demo_image() -> Path:
 
 
 MAX_ASPECT = 20.0  # longer side / shorter side an image may have
+MAX_UPSCALE = 8.0  # an image smaller than 1/8 of the model's input (per side) is refused
+NOTE_UPSCALE = 2.0  # from this factor on, the upscaling is said
 MAX_PIXELS = 100_000_000  # an image larger than this is refused before it is decoded (Pillow bombs start at 89 M)
 
 
@@ -58,6 +71,22 @@ def check_image_shape(width: int, height: int, path: Path | str = "image") -> No
                          "crop it to the region to use first")
 
 
+def check_upscale(width: int, height: int, size: tuple[int, int], path: Path | str = "image") -> float:
+    """The factor a width x height crop is enlarged by to reach `size`: past MAX_UPSCALE the image is refused
+    (its pixels would be made up), from NOTE_UPSCALE on it is said in a note (logged)."""
+    h, w = size
+    factor = max(h / height, w / width)
+    if factor > MAX_UPSCALE:
+        need_h, need_w = math.ceil(h / MAX_UPSCALE), math.ceil(w / MAX_UPSCALE)
+        raise ImageError(f"image {path} is {width}x{height}, too small for the model's {h}x{w} input (it would be "
+                         f"upscaled {factor:.3g}x, over {MAX_UPSCALE:g}x): give an image of at least "
+                         f"{need_w}x{need_h}, or a smaller --size where the model allows")
+    if factor >= NOTE_UPSCALE:
+        notes.warning("note: image %s (%dx%d) is upscaled %.3gx to the model's %dx%d input: what it shows at that "
+                    "scale is made up by the resize", path, width, height, factor, h, w)
+    return factor
+
+
 def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     """(1, 3, H, W) in [0, 1]: centre-cropped to the aspect ratio of `size` (work bounded by
     the crop, never by the raw image), then resized to `size`."""
@@ -71,6 +100,7 @@ def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
             # the largest centred box of the target's aspect ratio, cropped before any resize
             box_w, box_h = min(im.width, im.height * w / h), min(im.height, im.width * h / w)
             box_w, box_h = max(1, round(box_w)), max(1, round(box_h))
+            check_upscale(box_w, box_h, size, path)
             left, top = (im.width - box_w) // 2, (im.height - box_h) // 2
             im = im.crop((left, top, left + box_w, top + box_h))
             im = _to_rgb(im)
@@ -102,25 +132,102 @@ def to_pil(rgb01: torch.Tensor) -> Image.Image:
     return Image.fromarray(array)
 
 
+class DiskFullError(UserError):
+    """The output folder's file system has no room for the results."""
+
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_pending: list[tuple[Path, object]] | None = None  # inside `all_or_nothing`: the files it will write
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """Files saved inside are written together at its end: all of them, after checking that they fit
+    on their file system, or none (the files already there stay as they were)."""
+    global _pending
+    if _pending is not None:  # nested: the outer one writes
+        yield
+        return
+    _pending = []
+    try:
+        yield
+        batch = _pending
+        _pending = None
+        _write_files(batch)
+    finally:
+        _pending = None
+
+
+def _no_room(folder: Path, needed: int | None, free: int | None) -> DiskFullError:
+    size = f"the results need {needed} bytes" if needed else "the results need more room"
+    have = f", {free} free" if free is not None else ""
+    return DiskFullError(f"no space left in {folder}: {size}{have}; free some space or choose another --out "
+                         "(nothing was written there)")
+
+
+def _write_files(items: list[tuple[Path, object]]) -> None:
+    """Write each (path, bytes or write(tmp) function) through a temporary file in its folder, then rename
+    them all: a full disk leaves no temporary file and replaces nothing."""
+    needed: dict[Path, int] = {}
+    for path, data in items:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        if isinstance(data, bytes):
+            needed[path.parent] = needed.get(path.parent, 0) + len(data)
+    for folder, size in needed.items():
+        free = shutil.disk_usage(folder).free
+        if size > free:
+            raise _no_room(folder, size, free)
+    temps: list[tuple[str, Path]] = []
+    current = items[0][0] if items else Path(".")
+    try:
+        for current, data in items:
+            fd, tmp = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name[:40]}.", suffix=current.suffix)
+            temps.append((tmp, current))
+            if isinstance(data, bytes):
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            else:
+                os.close(fd)
+                data(Path(tmp))
+        for tmp, current in temps:
+            os.replace(tmp, current)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            total = sum(len(d) for _, d in items if isinstance(d, bytes)) or None
+            try:
+                free = shutil.disk_usage(current.parent).free
+            except OSError:
+                free = None
+            raise _no_room(current.parent, total, free) from None
+        raise UserError(f"cannot write {current}: {exc.strerror or exc}") from None
+    finally:
+        for tmp, _ in temps:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
 def save_atomic(path: Path, write) -> Path:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    """Write `write` (bytes, or a function that writes a given temporary path) through a temporary file
+    in the same folder, then rename: never a half-written file. A full disk is one line (DiskFullError)
+    naming the folder and the bytes needed, and leaves the old file as it was."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder; give a file name to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=path.suffix)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if _pending is not None:
+        _pending.append((path, write))
+    else:
+        _write_files([(path, write)])
     return path
 
 
+def png_bytes(rgb01: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    to_pil(rgb01).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def save_png(rgb01: torch.Tensor, path: str | Path) -> Path:
-    return save_atomic(Path(path), lambda tmp: to_pil(rgb01).save(tmp, format="PNG"))
+    return save_atomic(Path(path), png_bytes(rgb01))

@@ -21,11 +21,14 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM over channels, 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03, range 1."""
+    """Mean SSIM over channels, 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03, range 1. An image
+    smaller than 11 pixels on a side takes the largest odd window it holds (the same Gaussian, cut)."""
     a = a.clamp(0, 1).double()  # float32 leaves variance residue that matters against C2
     b = b.double()
     c = a.shape[1]
-    w = _gaussian_window().to(a.device).expand(c, 1, 11, 11)
+    size = min(11, *a.shape[-2:])
+    size -= 1 - size % 2
+    w = _gaussian_window(size).to(a.device).expand(c, 1, size, size)
     conv = lambda t: F.conv2d(t, w, groups=c)  # noqa: E731 (valid region only)
     mu_a, mu_b = conv(a), conv(b)
     var_a = conv(a * a) - mu_a**2

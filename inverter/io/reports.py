@@ -5,6 +5,7 @@ already holds files is only reused with force=True.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import tempfile
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 
 from converters.errors import UserError  # noqa: E402
 from converters.network.safe_names import printable  # noqa: E402
-from inverter.io.images import save_atomic, save_png, to_pil  # noqa: E402
+from inverter.io.images import all_or_nothing, save_atomic, save_png, to_pil  # noqa: E402
 
 
 CREATED: list[Path] = []  # output folders this process made: removed again if the command fails
@@ -56,7 +57,7 @@ def prepare_out_dir(path: str | Path, force: bool) -> Path:
 
 def write_json(data: dict, path: str | Path) -> Path:
     text = json.dumps(data, indent=2, default=_jsonable)
-    return save_atomic(Path(path), lambda tmp: tmp.write_text(text + "\n"))
+    return save_atomic(Path(path), (text + "\n").encode())
 
 
 def _jsonable(value):
@@ -70,13 +71,12 @@ def _jsonable(value):
 
 
 def save_figure(fig, path: Path) -> Path:
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
-
+    buffer = io.BytesIO()
     try:
-        return save_atomic(path, write)
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
+    return save_atomic(path, buffer.getvalue())
 
 
 def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title: str | None = None,
@@ -122,6 +122,7 @@ def loss_plot(history: dict[str, np.ndarray], path: str | Path, title: str = "")
     return save_figure(fig, Path(path))
 
 
+@all_or_nothing()
 def write_result(result, out_dir: Path) -> dict[str, Path]:
     """reconstruction.png, comparison.png (original | reconstruction), loss.png, metrics.json."""
     out_dir = Path(out_dir)
@@ -148,6 +149,7 @@ def write_result(result, out_dir: Path) -> dict[str, Path]:
 
 
 # --- one writer per result type: the CLI and scripts/figures.py call these -----------------
+@all_or_nothing()
 def write_visualization(pixels: torch.Tensor, run, what: str, out_dir: Path, title: str, config) -> dict:
     """visualization.png (one panel per batch element), loss.png, metrics.json."""
     out_dir = Path(out_dir)
@@ -175,6 +177,7 @@ def saliency_figure(rgb01: torch.Tensor, maps: torch.Tensor, index: int, path: P
     return save_figure(fig, Path(path))
 
 
+@all_or_nothing()
 def write_saliency(rgb01: torch.Tensor, maps: torch.Tensor, index: int, out_dir: Path) -> dict:
     """saliency.png, metrics.json."""
     figure = saliency_figure(rgb01, maps, index, Path(out_dir) / "saliency.png")
@@ -191,6 +194,7 @@ def fooling_figure(result, path: Path, title: str) -> Path:
                 path, title=title)
 
 
+@all_or_nothing()
 def write_fooling(result, out_dir: Path, title: str) -> dict:
     """fooled.png, comparison.png, metrics.json."""
     out_dir = Path(out_dir)
@@ -201,6 +205,7 @@ def write_fooling(result, out_dir: Path, title: str) -> dict:
     return summary
 
 
+@all_or_nothing()
 def write_style(content: torch.Tensor, style: torch.Tensor, pixels: torch.Tensor, run, out_dir: Path,
                 title: str, config) -> dict:
     """styled.png, comparison.png (content | style | result), loss.png, metrics.json."""

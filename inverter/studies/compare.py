@@ -10,7 +10,7 @@ from pathlib import Path
 from converters.network.network import Network
 from inverter.config import InversionConfig
 from inverter.methods.inversion import InversionResult, invert
-from inverter.io.images import load_image, save_atomic, save_png
+from inverter.io.images import all_or_nothing, load_image, save_atomic, save_png
 from inverter.io.reports import grid, write_json
 
 
@@ -49,6 +49,7 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@all_or_nothing()
 def write_comparison(models: dict[str, Network], results: dict[str, InversionResult], out_dir: Path,
                      title: str) -> dict[str, Path]:
     out_dir = Path(out_dir)
@@ -61,7 +62,7 @@ def write_comparison(models: dict[str, Network], results: dict[str, InversionRes
     for label, result in results.items():
         files[f"reconstruction:{label}"] = save_png(result.image, out_dir / f"{Path(label).stem}.png")
     text = markdown_table(rows)
-    files["markdown"] = save_atomic(out_dir / "compare.md", lambda tmp: tmp.write_text(f"# {title}\n\n{text}"))
+    files["markdown"] = save_atomic(out_dir / "compare.md", f"# {title}\n\n{text}".encode())
     files["json"] = write_json({"title": title, "config": first.config.to_dict(), "rows": rows},
                                out_dir / "compare.json")
     return files

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from converters.network.network import Network
 from inverter.config import ConfigError, InversionConfig
 from inverter.methods.inversion import invert
-from inverter.io.images import load_image, save_atomic, save_png
+from inverter.io.images import all_or_nothing, load_image, save_atomic, save_png
 from inverter.io.reports import grid, save_figure, write_json
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
                       "psnr_db": result.psnr[b], "ssim": result.ssim[b],
                       "seconds_per_run": result.seconds / len(keys), "stopped": result.stopped,
                       "loss_curve": result.history[f"feature:{node}"][:, b].tolist()}
-            save_png(result.image[b], out_dir / "runs" / f"{key}.png")
-            write_json(record, out_dir / "runs" / f"{key}.json")
+            with all_or_nothing():  # a run's picture and numbers: both or neither (a resume redoes it)
+                save_png(result.image[b], out_dir / "runs" / f"{key}.png")
+                write_json(record, out_dir / "runs" / f"{key}.json")
             records.append(record)
     for rec in records:
         key = _key(rec["node"]) if kind == "layer" else _key(rec["node"], kind, rec[kind])
@@ -97,6 +98,7 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
     return _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset_label, title)
 
 
+@all_or_nothing()
 def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset_label, title=None) -> dict:
     import torch
     from PIL import Image

@@ -475,3 +475,361 @@ def test_ctrl_c_in_compare_stops_the_comparison(small, capsys, tmp_path, monkeyp
     assert code == 130 and "interrupted" in one_line(err)
     rows = json.loads(next(out.glob("*.json")).read_text())["rows"]
     assert [r["stopped"] for r in rows] == ["interrupted"]
+
+
+# ================================================================ issue 29: answered before work starts
+def last_line(err: str) -> str:
+    """The one error line (notes said before it aside), never a traceback."""
+    return one_line(err)
+
+
+@pytest.mark.parametrize("kind, expected", [("string", "input 's' is a string tensor"),
+                                            ("sequence", "input 'seq' is a sequence")])
+def test_non_float_image_input_refused_with_type_and_name(kind, expected, tmp_path, capsys):
+    build = {"string": hostile.string_input_model, "sequence": hostile.sequence_input_model}[kind]
+    model = build(tmp_path / f"{kind}.onnx")
+    code, err = cli(capsys, "nodes", model)
+    assert code == 2 and expected in last_line(err), err
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e38])
+def test_poisoned_weight_refused_at_load_naming_tensor_and_index(value, tmp_path, capsys, monkeypatch):
+    import inverter.methods.inversion as inversion
+
+    model = hostile.poisoned_model(tmp_path / "p.onnx", value, index=(1, 2, 0, 1))
+    image = hostile.png(tmp_path / "i.png", 16, 16)
+    monkeypatch.setattr(inversion, "optimize", lambda *a, **k: pytest.fail("optimisation started"))
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", image, "--out", tmp_path / "o")
+    line = last_line(err)
+    assert code == 2 and "'w2'" in line and "[1, 2, 0, 1]" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_float16_range_is_valid_weight(tmp_path):
+    from converters import load
+
+    model = hostile.poisoned_model(tmp_path / "h.onnx", 60000.0, dtype=np.float16)  # float16's max is 65504
+    network = load(model)
+    assert network.resolve("relu2").shape == (1, 4, 16, 16)
+
+
+def test_weight_check_is_vectorised_on_vgg16_sized_weights():
+    """VGG16's 138M parameters (its layer shapes, random values) are checked in milliseconds; a NaN in the
+    last element of fc6's weight is found."""
+    import time
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from converters.errors import ModelError
+    from converters.network.checks import check_loaded_weights, check_weights
+
+    shapes = [(64, 3, 3, 3), (64, 64, 3, 3), (128, 64, 3, 3), (128, 128, 3, 3), (256, 128, 3, 3)] + \
+        [(256, 256, 3, 3)] * 2 + [(512, 256, 3, 3)] + [(512, 512, 3, 3)] * 5 + [(4096, 25088), (4096, 4096), (1000, 4096)]
+    g = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(shape, generator=g) * 0.01 for shape in shapes]
+    assert sum(t.numel() for t in tensors) > 138e6
+    start = time.perf_counter()
+    check_loaded_weights(tensors, onnx.ModelProto())
+    seconds = time.perf_counter() - start
+    assert seconds < 0.5, seconds  # measured ~50 ms on one thread of a busy 2-core machine
+    tensors[13][-1, -1] = float("nan")
+    with pytest.raises(ModelError, match=r"shape \[4096, 25088\] holds a NaN"):
+        check_loaded_weights(tensors, onnx.ModelProto())  # no initializer to name: the shape is said
+    small = onnx.ModelProto()
+    array = np.zeros((7, 9), np.float32)
+    array[-1, -1] = np.nan
+    small.graph.initializer.append(numpy_helper.from_array(array, "fc"))
+    with pytest.raises(ModelError, match=r"'fc' holds nan at index \[6, 8\]"):
+        check_weights(small)
+
+
+METADATA_CASES = {
+    "string_mean": ('{"mean": ["a", 0, 0], "std": [1, 1, 1]}', "key 'mean'"),
+    "null_mean": ('{"mean": null, "std": [1, 1, 1]}', "key 'mean'"),
+    "null_std": ('{"mean": [0, 0, 0], "std": null}', "key 'std'"),
+    "nan_mean": ('{"mean": [NaN, 0, 0], "std": [1, 1, 1]}', "key 'mean'"),
+    "huge_std": ('{"mean": [0, 0, 0], "std": [1e300, 1, 1]}', "key 'std'"),
+    "huge_scale": ('{"mean": [0, 0, 0], "std": [1, 1, 1], "scale": 1e300}', "key 'scale'"),
+    "bool_height": ('{"mean": [0, 0, 0], "std": [1, 1, 1], "height": true}', "key 'height'"),
+    "layout_null": ('{"mean": [0, 0, 0], "std": [1, 1, 1], "layout": null}', "key 'layout'"),
+    "unknown_key": ('{"mean": [0, 0, 0], "std": [1, 1, 1], "evil": 1}', "key 'evil'"),
+    "nested": ("[" * 10000 + "]" * 10000, "nests brackets"),
+    "nested_in_key": ('{"mean": ' + "[" * 10000 + "]" * 10000 + ', "std": [1, 1, 1]}', "nests brackets"),
+    "not_json": ("{mean: 1", "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(METADATA_CASES))
+def test_malformed_input_spec_metadata_refused_naming_the_key(case, tmp_path, capsys):
+    text, named = METADATA_CASES[case]
+    model = hostile.with_metadata(tmp_path / "m.onnx", text)
+    code, err = cli(capsys, "nodes", model)
+    line = last_line(err)
+    assert code == 2 and named in line and "invert_onnx.input_spec" in line, line
+
+
+def test_malformed_metadata_is_ignored_whole_with_a_note_when_flags_replace_it(tmp_path, capsys):
+    import json
+
+    model = hostile.with_metadata(tmp_path / "m.onnx", '{"mean": [0, 0, 0], "std": [1e300, 1, 1], "scale": 255}')
+    code = main(["nodes", str(model), "--mean", "0.5,0.5,0.5", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "note: m.onnx: ignored the malformed metadata (key 'std'" in captured.err
+    spec = json.loads(captured.out)["model"]["input"]
+    # nothing of the metadata half-applied: its scale 255 is not used, the default std is
+    assert spec["scale"] == 1.0 and spec["std"] == pytest.approx([0.229, 0.224, 0.225]) and spec["mean"] == [0.5] * 3
+
+
+def test_valid_metadata_round_trips():
+    from converters.input_spec import InputSpec
+
+    spec = InputSpec(layout="NHWC", height=32, width=48, channel_order="BGR", scale=255.0,
+                     mean=(103.9, 116.8, 123.7), std=(1.0, 1.0, 1.0))
+    assert InputSpec.from_json(spec.to_json()) == spec
+    grey = InputSpec(channels=1, mean=(0.5,), std=(0.25,))
+    assert InputSpec.from_json(grey.to_json()) == grey
+
+
+def _torch_smallest_size() -> int:
+    """Independent reference: the smallest side torch's own layers take for `hostile.strided_model`."""
+    import torch
+    import torch.nn.functional as F
+
+    for s in range(1, 64):
+        try:
+            x = F.conv2d(torch.zeros(1, 3, s, s), torch.zeros(4, 3, 3, 3), stride=2, padding=1)
+            x = F.max_pool2d(F.max_pool2d(x, 2, 2), 3, 2)
+            if x.numel():
+                return s
+        except RuntimeError:
+            continue
+    raise AssertionError("no size works")
+
+
+@pytest.mark.parametrize("size", ["1", "0", "-5", "8", "10,64"])
+def test_a_size_the_strides_cannot_take_names_the_smallest(size, tmp_path, capsys):
+    model = hostile.strided_model(tmp_path / "s.onnx")
+    smallest = _torch_smallest_size()
+    assert smallest == 11
+    code, err = cli(capsys, "nodes", model, f"--size={size}")
+    line = last_line(err)
+    assert code == 2 and f"smallest size it takes is {smallest}x{smallest}" in line, line
+    code, err = cli(capsys, "nodes", model, "--size", smallest)
+    assert code == 0, err
+
+
+def test_size_one_is_a_correct_run_where_the_model_takes_it(small, tmp_path, capsys):
+    """A model without strides (3x3 convs, pad 1) takes a 1x1 input: not refused."""
+    import onnx
+
+    model, _ = small
+    proto = onnx.load(str(model))
+    for value in (*proto.graph.input, *proto.graph.output):
+        value.type.tensor_type.shape.dim[2].dim_param = "h"
+        value.type.tensor_type.shape.dim[3].dim_param = "w"
+    onnx.save(proto, str(tmp_path / "dyn.onnx"))
+    code, err = cli(capsys, "nodes", tmp_path / "dyn.onnx", "--size", "1")
+    assert code == 0, err
+
+
+GROWING = ["Resize", "Upsample", "Tile", "Expand", "ConstantOfShape", "Pad", "ConvTranspose"]
+
+
+@pytest.mark.parametrize("op", GROWING)
+def test_memory_estimate_follows_each_growing_op(op, tmp_path):
+    """Reference: onnxruntime's own tensor for the op's output, at a small factor."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    from converters.network.memory import _grown_shape, estimate
+
+    path, shape = hostile.growing_model(tmp_path / "g.onnx", op, 3)
+    proto = onnx.load(str(path))
+    proto.graph.output.append(helper.make_tensor_value_info("big", onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    big = session.run(["big"], {"x": x})[0]
+    assert big.shape == shape
+    total, node, largest = estimate(onnx.load(str(path)), "x", (1, 3, 16, 16))
+    assert largest == big.nbytes and node == f"{op} node 'grow'"
+    if op != "ConstantOfShape":  # the op's own formula, used where ONNX inference stops
+        constants = {t.name: t for t in proto.graph.initializer}
+        grow = next(n for n in proto.graph.node if n.name == "grow")
+        assert tuple(_grown_shape(grow, {"x": [1, 3, 16, 16]}, constants)) == big.shape
+
+
+@pytest.mark.parametrize("op", GROWING)
+def test_a_huge_growing_op_is_refused_naming_the_node(op, tmp_path, capsys):
+    path, shape = hostile.growing_model(tmp_path / "g.onnx", op, 4000)
+    code, err = cli(capsys, "nodes", path, "--max-memory", "1")
+    line = last_line(err)
+    assert code == 2 and f"{op} node 'grow' makes" in line and "--max-memory" in line, line
+    assert f"{np.prod(shape) * 4 / 2**30:.1f} GB" in line
+
+
+def test_external_data_lengths_checked_before_reading(tmp_path, capsys):
+    import tracemalloc
+
+    from converters.errors import ModelError
+    from converters.network.memory import MemoryLimitError
+    from converters.network.onnx_io import read_onnx
+
+    claimed = 300_000_000  # a sparse file: no disk used; reading it would take 300 MB
+    lying = hostile.sparse_external_model(tmp_path / "lying", claimed)
+    tracemalloc.start()
+    with pytest.raises(ModelError, match=r"'w2' has shape \[4, 4, 3, 3\] \(576 bytes\) but its external data holds 300000000"):
+        read_onnx(lying)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6
+    honest = hostile.sparse_external_model(tmp_path / "honest", claimed, dims=(claimed // 4,))
+    with pytest.raises(MemoryLimitError, match="tensor 'w2'.*before they are read"):
+        read_onnx(honest, max_memory=100e6)
+    code, err = cli(capsys, "nodes", honest, "--max-memory", "0.1")
+    assert code == 2 and "--max-memory" in last_line(err)
+
+
+def test_tiny_images_refused_or_said(small, tmp_path, capsys, caplog):
+    model, _ = small  # a 16x16 input
+    one = hostile.png(tmp_path / "one.png", 1, 1, value=(200, 30, 40))
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", one, "--out", tmp_path / "a",
+                    "--iterations", 1, "--quiet")
+    line = last_line(err)
+    assert code == 2 and "one.png is 1x1" in line and "16x" in line and "at least 2x2" in line, line
+    assert not (tmp_path / "a").exists()
+    two = hostile.png(tmp_path / "two.png", 2, 2, value=(200, 30, 40))
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", two, "--out", tmp_path / "b",
+                    "--iterations", 1, "--quiet")
+    said = err + caplog.text  # the note is logged (on stderr in the command; pytest captures the log)
+    assert code == 0 and "two.png (2x2) is upscaled 8x to the model's 16x16 input" in said, said
+    caplog.clear()
+    plain = hostile.png(tmp_path / "plain.png", 16, 16)
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", plain, "--out", tmp_path / "c",
+                    "--iterations", 1, "--quiet")
+    assert code == 0 and "upscaled" not in err + caplog.text
+
+
+# ---------------------------------------------------------------- signals: a real process, each signal
+@pytest.mark.parametrize("name, status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(name, status, small, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    from PIL import Image
+
+    model, image = small
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "inverter.cli.main", str(model), "--node", "relu2", "--image",
+                             str(image), "--out", str(out), "--iterations", "10000000"],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    seen, chunks = threading.Event(), []
+
+    def watch():
+        while chunk := proc.stderr.read(64):
+            chunks.append(chunk)
+            if b"optimising" in b"".join(chunks[-3:]):
+                seen.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert seen.wait(300), b"".join(chunks)
+    time.sleep(1)  # some iterations
+    proc.send_signal(getattr(signal, name))
+    assert proc.wait(120) == status
+    time.sleep(0.2)
+    err = b"".join(chunks).decode(errors="replace")
+    assert "Traceback" not in err and f"interrupted by {name}" in err.strip().splitlines()[-1], err
+    metrics = json.loads((out / "metrics.json").read_text())  # whole JSON
+    assert metrics["stopped"] == "interrupted" and metrics["iterations"] > 0
+    for png in ("reconstruction.png", "comparison.png", "loss.png"):
+        Image.open(out / png).load()  # whole PNGs
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+# ---------------------------------------------------------------- a full disk
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 96 KB tmpfs (root only); skipped where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); the injected ENOSPC test covers the path")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def _earlier_results(folder: Path) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"metrics.json": b'{"earlier": true}\n', "reconstruction.png": b"earlier image"}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+def test_full_disk_on_a_small_tmpfs(small, small_disk, capsys):
+    model, image = small
+    out = small_disk / "run"
+    earlier = _earlier_results(out)
+    (small_disk / "filler").write_bytes(b"\0" * 60_000)  # leaves ~36 KB: less than the ~46 KB of results
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", image, "--out", out, "--force",
+                    "--iterations", 2, "--quiet")
+    line = last_line(err)
+    assert code == 2 and f"no space left in {out}" in line and "bytes" in line, line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier  # untouched, no partial file
+    (small_disk / "filler").unlink()
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", image, "--out", out, "--force",
+                    "--iterations", 2, "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "loss.png", "metrics.json", "reconstruction.png"]
+
+
+def test_full_disk_injected_midway(small, tmp_path, capsys, monkeypatch):
+    """The room check passes, then the disk fills while the third file is written (injected ENOSPC)."""
+    import errno
+    import os
+
+    import inverter.io.images as images
+
+    model, image = small
+    out = tmp_path / "run"
+    earlier = _earlier_results(out)
+    real_fdopen, writes = os.fdopen, []
+
+    def filling(fd, *args, **kwargs):
+        writes.append(fd)
+        if len(writes) == 3:
+            os.close(fd)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(images.os, "fdopen", filling)
+    code, err = cli(capsys, "invert", model, "--node", "relu2", "--image", image, "--out", out, "--force",
+                    "--iterations", 2, "--quiet")
+    line = last_line(err)
+    assert code == 2 and f"no space left in {out}" in line and "bytes" in line, line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+
+
+def test_full_disk_during_convert_keeps_the_old_file(small, small_disk, capsys):
+    model, _ = small
+    old = small_disk / "old.onnx"
+    old.write_bytes(b"an earlier model")
+    with open(small_disk / "filler", "wb", buffering=0) as f:  # fill the tmpfs
+        with pytest.raises(OSError):
+            while True:
+                f.write(b"\0" * 4096)
+    code, err = cli(capsys, "convert", model, "-o", old)
+    line = last_line(err)
+    needed = Path(model).stat().st_size
+    assert code == 2 and f"no space left in {small_disk}" in line and f"needs {needed} bytes" in line, line
+    assert old.read_bytes() == b"an earlier model"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "old.onnx"]

@@ -41,3 +41,20 @@ def test_ssim_equals_scikit_image(photo_name, damage):
                                       data_range=1.0, channel_axis=2)
     assert abs(ours - reference) < 1e-4, (ours, reference)
     assert ours < 0.99  # the damage is visible to both
+
+
+def test_ssim_of_an_image_smaller_than_the_window():
+    """A 5x5 image: one window position, the 5x5 cut of the sigma-1.5 Gaussian; reference by hand in numpy."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 5, 5, generator=g), torch.rand(1, 3, 5, 5, generator=g)
+    x = np.arange(5) - 2.0
+    w = np.exp(-x**2 / 4.5)
+    w = np.outer(w, w) / np.outer(w, w).sum()
+    values = []
+    for ch in range(3):
+        p, q = a[0, ch].double().numpy(), b[0, ch].double().numpy()
+        mp, mq = (w * p).sum(), (w * q).sum()
+        vp, vq, cv = (w * p * p).sum() - mp**2, (w * q * q).sum() - mq**2, (w * p * q).sum() - mp * mq
+        values.append((2 * mp * mq + 1e-4) * (2 * cv + 9e-4) / ((mp**2 + mq**2 + 1e-4) * (vp + vq + 9e-4)))
+    assert abs(ssim(a, b) - np.mean(values)) < 1e-9
+    assert ssim(torch.rand(1, 3, 1, 2, generator=g), torch.rand(1, 3, 1, 2, generator=g)) <= 1  # 1x2: a 1x1 window
