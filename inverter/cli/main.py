@@ -17,7 +17,7 @@ from inverter.cli.options import PROG, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
 COMMANDS = ("invert", "nodes", "demo", "convert", "graph", "compare", "sweep", "visualize", "saliency", "fool",
-            "style", "bench")
+            "style", "bench", "study")
 DEFAULT_COMMAND = "invert"
 
 
