@@ -220,7 +220,7 @@ def start_ray(options: Options) -> tuple[bool, int]:
 
 def _run_on_ray(todo: list[RunItem], batch: int, options: Options, record, on_event) -> None:
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayError, RayTaskError
 
     started, n = start_ray(options)
     retries = max(options.max_tries - 1, 0)
@@ -241,14 +241,16 @@ def _run_on_ray(todo: list[RunItem], batch: int, options: Options, record, on_ev
         pending = collections.deque(chunks(todo, batch, n))
         dead = [False] * n
 
-        def submit(i: int) -> None:
+        def submit(i: int) -> bool:
             if dead[i]:  # a worker that died for good gets a fresh successor once its queue has drained
                 if any(c[1] == i for c in inflight.values()):
-                    return
+                    return False
                 actors[i], dead[i] = new_actor(), False
-            if pending and sum(c[1] == i for c in inflight.values()) < options.depth:
-                chunk = pending.popleft()
-                inflight[actors[i].run.remote(chunk)] = (chunk, i)
+            if not pending or sum(c[1] == i for c in inflight.values()) >= options.depth:
+                return False
+            chunk = pending.popleft()
+            inflight[actors[i].run.remote(chunk)] = (chunk, i)
+            return True
 
         for _ in range(options.depth):  # round-robin: every worker gets its first batch before any its second
             for i in range(n):
@@ -262,10 +264,11 @@ def _run_on_ray(todo: list[RunItem], batch: int, options: Options, record, on_ev
                 rows = [_failed(it, f"worker died (tried {options.max_tries} time(s)): {first_line(exc)}")
                         for it in chunk]
                 dead[i] = True
-            except RayTaskError as exc:
-                rows = [_failed(it, first_line(exc)) for it in chunk]
+            except (RayTaskError, RayError) as exc:  # e.g. Ray's memory monitor killed the task
+                rows = [_failed(it, f"{type(exc).__name__}: {first_line(exc)}") for it in chunk]
             record(rows)
-            submit(i)
+            while submit(i):
+                pass
     finally:
         for ref in inflight:
             ray.cancel(ref, force=False)

@@ -16,7 +16,7 @@ from converters.errors import UserError
 from inverter.studies.spec import CONFIG_FIELDS
 
 STATUSES = ("ok", "failed", "diverged", "interrupted")
-FINISHED = ("ok", "failed", "diverged")  # a resumed study skips these; "interrupted" is run again
+FINISHED = ("ok", "diverged")  # a resumed study skips these; "failed" and "interrupted" runs are tried again
 COLUMNS = {
     "key": "TEXT PRIMARY KEY", "study": "TEXT", "status": "TEXT NOT NULL", "error": "TEXT",
     "model_path": "TEXT", "model_sha256": "TEXT", "node": "TEXT", "resolved_node": "TEXT",
@@ -86,7 +86,7 @@ class Store:
             raise
 
     def done(self, keys: list[str] | None = None) -> set[str]:
-        """Keys of runs that finished (ok, failed or diverged): a resumed study skips them."""
+        """Keys of runs that finished (ok or diverged): a resumed study skips them."""
         marks = ",".join("?" * len(FINISHED))
         rows = self.db.execute(f"SELECT key FROM runs WHERE status IN ({marks})", FINISHED).fetchall()
         found = {r[0] for r in rows}
