@@ -19,7 +19,7 @@ from inverter.cli.options import PROG, RECEIVED, Parser
 
 # command -> module of inverter.cli; each has add_arguments(parser) and run(args) -> exit code
 COMMANDS = ("invert", "nodes", "demo", "convert", "graph", "compare", "sweep", "visualize", "saliency", "fool",
-            "style", "bench", "serve")
+            "style", "bench", "serve", "study")
 DEFAULT_COMMAND = "invert"
 
 
