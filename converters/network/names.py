@@ -17,7 +17,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from converters.errors import NodeError
-from converters.network.chains import FC_OPS, MERGE_OPS, POOL_OPS, follow_chain, name_chain
+from converters.network.chains import (
+    FC_OPS,
+    MERGE_OPS,
+    POOL_OPS,
+    follow_chain,
+    name_chain,
+)
 from converters.network.edges import consumers
 from converters.network.resnet_names import resnet_aliases
 
@@ -47,6 +53,13 @@ class NodeInfo:
 
 
 _SCOPE_SUFFIX = re.compile(r"_\d+$")
+# a canonical layer name (not a part of one): conv3_1, relu3_1, pool3, norm1, fc6, fc; res3b, res3 (ResNets)
+CANONICAL = re.compile(r"(conv\d+(_\d+)?|relu\d+(_\d+)?|pool\d|norm\d|fc\d*|res\d([a-z]\d*)?)")
+
+
+def canonical_name(node: NodeInfo) -> str | None:
+    """The node's canonical layer name (the first, the most specific), or None."""
+    return next((a for a in node.aliases if CANONICAL.fullmatch(a)), None)
 
 
 

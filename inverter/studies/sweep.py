@@ -9,16 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from converters.network.names import canonical_name
 from converters.network.network import Network
 from inverter.config import ConfigError, InversionConfig
-from inverter.methods.inversion import invert
 from inverter.io.images import all_or_nothing, load_image, save_atomic, save_png
 from inverter.io.reports import grid, save_figure, write_json
+from inverter.methods.inversion import invert
 
 log = logging.getLogger(__name__)
 SWEEP_KINDS = ("lambda_alpha", "lambda_tv", "lr", "layer")
@@ -27,22 +29,26 @@ DEFAULT_VALUES = {"lambda_alpha": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3], "lambda_tv": [
 LAYER_OPS = ("Conv", "Relu", "MaxPool", "AveragePool", "BatchNormalization")
 
 
+RESNET_BLOCK = re.compile(r"res\d[a-z]\d*")  # res2a ... res4b22: one residual block
 SWEEP_MARKER = ".invert-onnx-sweep"  # in runs/: the folder was made by a sweep and may be resumed
 
 
 def default_nodes(network: Network, kind: str) -> list[str]:
-    """Layer sweep: every conv/relu/pool/bn node; lambda sweeps: the first five conv-block outputs."""
+    """Layer sweep: every conv/relu/pool/bn node, or for a ResNet conv1, pool1, every block (res2a ... res5c) and
+    pool5, as the seeds' ResNet sweeps run; lambda sweeps: the first five conv-block outputs."""
     data = [n for n in network.nodes if n.on_data_path and n.op_type in LAYER_OPS]
     if kind == "layer":
-        return [n.name for n in data]
+        names = [canonical_name(n) or "" for n in network.nodes]
+        blocks = [name for name in names if RESNET_BLOCK.fullmatch(name)]
+        return ([name for name in names if name in ("conv1", "pool1") or RESNET_BLOCK.fullmatch(name)]
+                + [name for name in names if name == "pool5"]) if blocks else [n.name for n in data]
     relus = [n for n in data if n.op_type == "Relu"] or data
     return [_short(n) for n in relus[:5]]
 
 
 def _short(node) -> str:
     """The friendliest name of a node: a canonical alias when there is one."""
-    canonical = [a for a in node.aliases if a.startswith(("conv", "relu", "pool", "fc", "norm")) and "." not in a]
-    return canonical[0] if canonical else node.name
+    return canonical_name(node) or node.name
 
 
 def _key(*parts) -> str:

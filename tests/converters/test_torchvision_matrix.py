@@ -223,3 +223,14 @@ def test_module_paths_survive_shape_folding(files):
     net = load(files("resnet18", "dynamo-no-optimize"))
     assert any("CastLike" in n for n in net.notes)
     assert net.resolve("layer2.1").op_type == "Relu" and net.resolve("res3b").name == net.resolve("layer2.1").name
+
+
+def test_resnet_layer_sweep_runs_the_seeds_layers(nets):
+    """A layer sweep of a ResNet goes conv1, pool1, then block by block through res2-res5, then pool5, and its
+    labels are those names (a VGG keeps every conv/relu/pool node)."""
+    from inverter.studies.sweep import default_nodes
+
+    net = nets("resnet18", "dynamo")
+    want = ["conv1", "pool1"] + [f"res{s}{b}" for s in range(2, 6) for b in "ab"] + ["pool5"]
+    assert default_nodes(net, "layer") == want
+    assert [net.resolve(n).name for n in want[2::2]] == [net.resolve(f"layer{k}.0").name for k in range(1, 5)]
