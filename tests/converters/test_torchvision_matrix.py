@@ -233,4 +233,4 @@ def test_resnet_layer_sweep_runs_the_seeds_layers(nets):
     net = nets("resnet18", "dynamo")
     want = ["conv1", "pool1"] + [f"res{s}{b}" for s in range(2, 6) for b in "ab"] + ["pool5"]
     assert default_nodes(net, "layer") == want
-    assert [net.resolve(n).name for n in want[2::2]] == [net.resolve(f"layer{k}.0").name for k in range(1, 5)]
+    assert [net.resolve(n).name for n in want[2:10:2]] == [net.resolve(f"layer{k}.0").name for k in range(1, 5)]
