@@ -39,6 +39,10 @@ class InputSpec:
     std: tuple[float, ...] = IMAGENET_STD
     source: str = field(default="default", compare=False)  # where the spec came from
     channels: int = 3  # 1: the network sees the image's luma (grey); 4: RGB plus an opaque 4th channel
+    # how sure the normalisation (scale, mean, std, channel order) is: "known" (recorded, typed or a
+    # framework's convention), "high" / "medium" / "low" (calibrated from the network:
+    # converters.network.calibrate), "guess" (nothing known: the ImageNet default, to be calibrated)
+    confidence: str = field(default="known", compare=False)
 
     def __post_init__(self) -> None:
         if self.layout not in ("NCHW", "NHWC"):
@@ -67,7 +71,11 @@ class InputSpec:
         d.update({k: v for k, v in changes.items() if v is not None})
         for key in ("mean", "std"):
             d[key] = tuple(float(v) for v in d[key])
-        if changes.get("channels") is None and changes.get("mean") is not None:
+        channels = changes.get("channels") or self.channels
+        for key in ("mean", "std"):  # one value given: the same for every channel
+            if changes.get(key) is not None and len(d[key]) == 1 and channels > 1:
+                d[key] = d[key] * channels
+        if changes.get("channels") is None and changes.get("mean") is not None and len(d["mean"]) != self.channels:
             d["channels"] = len(d["mean"])  # --mean with one value per channel sets the count
             if len(d["std"]) != d["channels"] and changes.get("std") is None:
                 d["std"] = InputSpec(channels=3, std=tuple(d["std"])[:3]).with_channels(d["channels"]).std \
@@ -147,9 +155,19 @@ class InputSpec:
             x = x.permute(0, 2, 3, 1)
         return x
 
+    @property
+    def guessed(self) -> bool:
+        """True when nothing records the normalisation (the loader calibrates it from the network)."""
+        return self.confidence == "guess"
+
     def to_json(self) -> str:
+        """The spec for the ONNX metadata; a guessed normalisation is marked `"guessed": true` so a
+        loader calibrates it instead of trusting it (the layout, size and channels stay known)."""
         d = asdict(self)
         d.pop("source")
+        d.pop("confidence")
+        if self.guessed:
+            d["guessed"] = True
         return json.dumps(d)
 
     @classmethod
@@ -159,6 +177,8 @@ class InputSpec:
             d["mean"] = tuple(d["mean"])
             d["std"] = tuple(d["std"])
             d.setdefault("channels", len(d["mean"]))
+            if d.pop("guessed", False):
+                return cls(**d, source=f"{source}, marked as a guess", confidence="guess")
             return cls(**d, source=source)
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"the model's {METADATA_KEY} metadata is not valid ({exc}); "
