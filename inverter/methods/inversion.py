@@ -31,10 +31,10 @@ from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, d
 from inverter.param import ImageParam
 
 
-# Measured on the corpus and VGG16 (docs/grey_results.md): reconstructions that resemble the photo have
+# Measured on the corpus and VGG16 (docs/corpus_quality.md): reconstructions that resemble the photo have
 # flat_error <= 0.3 at early nodes and <= 0.6 deep; the flat grey pictures of issue 19 were 0.95-1.0.
 FLAT_BOUND = 0.6
-# Measured (docs/grey_results.md): under the file's own preprocessing the flat image's normalised
+# Measured (docs/corpus_quality.md): under the file's own preprocessing the flat image's normalised
 # error is >= 0.03 at every corpus node we tried; under a 255x wrong scale it fell to 1e-4-1e-3.
 SENSITIVITY_MIN = 0.0025
 
