@@ -89,6 +89,7 @@ class InversionResult:
             "flat_image": FLAT_IMAGE,
             "flat_bound": FLAT_BOUND,
             "no_better_than_flat": self.no_better_than_flat,
+            "success": self.stopped == "done" and not any(self.no_better_than_flat),
             "sensitivity": self.sensitivity,
             "psnr_db": self.psnr,
             "ssim": self.ssim,
