@@ -40,6 +40,10 @@ class InputSpec:
     std: tuple[float, ...] = IMAGENET_STD
     source: str = field(default="default", compare=False)  # where the spec came from
     channels: int = 3  # 1: the network sees the image's luma (grey); 4: RGB plus an opaque 4th channel
+    # how sure the normalisation (scale, mean, std, channel order) is: "known" (recorded, typed or a
+    # framework's convention), "high" / "medium" / "low" (calibrated from the network:
+    # converters.network.calibrate), "guess" (nothing known: the ImageNet default, to be calibrated)
+    confidence: str = field(default="known", compare=False)
 
     def __post_init__(self) -> None:
         if self.layout not in ("NCHW", "NHWC"):
@@ -68,7 +72,11 @@ class InputSpec:
         d.update({k: v for k, v in changes.items() if v is not None})
         for key in ("mean", "std"):
             d[key] = tuple(float(v) for v in d[key])
-        if changes.get("channels") is None and changes.get("mean") is not None:
+        channels = changes.get("channels") or self.channels
+        for key in ("mean", "std"):  # one value given: the same for every channel
+            if changes.get(key) is not None and len(d[key]) == 1 and channels > 1:
+                d[key] = d[key] * channels
+        if changes.get("channels") is None and changes.get("mean") is not None and len(d["mean"]) != self.channels:
             d["channels"] = len(d["mean"])  # --mean with one value per channel sets the count
             if len(d["std"]) != d["channels"] and changes.get("std") is None:
                 d["std"] = InputSpec(channels=3, std=tuple(d["std"])[:3]).with_channels(d["channels"]).std \
@@ -148,16 +156,29 @@ class InputSpec:
             x = x.permute(0, 2, 3, 1)
         return x
 
+    @property
+    def guessed(self) -> bool:
+        """True when nothing records the normalisation (the loader calibrates it from the network)."""
+        return self.confidence == "guess"
+
     def to_json(self) -> str:
+        """The spec for the ONNX metadata; a guessed normalisation is marked `"guessed": true` so a
+        loader calibrates it instead of trusting it (the layout, size and channels stay known)."""
         d = asdict(self)
         d.pop("source")
+        d.pop("confidence")
+        if self.guessed:
+            d["guessed"] = True
         return json.dumps(d)
 
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> "InputSpec":
         """The spec recorded in a model's metadata, checked key by key: a malformed entry is refused
         in one line naming the key (ModelError), never half-applied."""
-        return cls(**_recorded_fields(text), source=source)
+        fields = _recorded_fields(text)
+        if fields.pop("guessed", False):  # convert wrote its own guess: say so wherever it is used
+            return cls(**fields, source=f"{source}, marked as a guess", confidence="guess")
+        return cls(**fields, source=source)
 
 
 # --- the recorded metadata is untrusted text: parsed with limits, every key checked before use
@@ -222,11 +243,15 @@ def _recorded_fields(text: str) -> dict:
         raise _bad(None, f"is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise _bad(None, "must be a JSON object")
-    known = {"layout", "height", "width", "channel_order", "scale", "mean", "std", "channels"}
+    known = {"layout", "height", "width", "channel_order", "scale", "mean", "std", "channels", "guessed"}
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise _bad(unknown[0][:40], f"is not one of {', '.join(sorted(known))}")
     out: dict = {}
+    if "guessed" in data:
+        if not isinstance(data["guessed"], bool):
+            raise _bad("guessed", f"must be true or false, not {json.dumps(data['guessed'])[:40]}")
+        out["guessed"] = data["guessed"]
     for key, choices in (("layout", ("NCHW", "NHWC")), ("channel_order", ("RGB", "BGR"))):
         if key in data:
             if data[key] not in choices:

@@ -75,6 +75,10 @@ class InversionConfig:
     # lambda_tv is multiplied by these for shallow / middle / deep nodes (downsampling 1-2 / 4-8 /
     # >= 16: VGG conv1-2 / conv3-4 / conv5, fc); () for lambda_tv everywhere
     tv_depth_scale: tuple = (0.3, 5.0, 30.0)
+    # issue 19: both priors x min(1, s / 0.5), s = a flat image's normalised feature error at the node (how
+    # strongly the node responds to the image at all; VGG16's nodes 0.76-0.96, unchanged). A node that
+    # barely responds (an OCR net's deep node: 0.018) gets weaker priors instead of a flat grey result.
+    priors_by_response: bool = True
     jitter: int = 0  # random roll of up to this many pixels per iteration
     init: str = "noise"  # noise | zeros | image (start from the original; a sanity check)
     init_scale: float = 0.1  # std of the noise init, standardised units
@@ -101,6 +105,8 @@ class InversionConfig:
             (self.decay_every >= 0, f"decay_every must be >= 0, not {self.decay_every}"),
             (isinstance(self.lr_scales_with_area, bool), f"lr_scales_with_area must be yes or no, not "
                                                          f"{self.lr_scales_with_area!r}"),
+            (isinstance(self.priors_by_response, bool), f"priors_by_response must be yes or no, not "
+                                                        f"{self.priors_by_response!r}"),
             (all(isinstance(v, (int, float)) and 0 < v < 1 for v in self.decay_at)
              and list(self.decay_at) == sorted(set(self.decay_at)),
              f"decay_at takes increasing fractions of the run in (0, 1), not {self.decay_at}"),

@@ -16,7 +16,7 @@ PRESETS: dict[str, tuple[InversionConfig, str]] = {
     # std 0.1 in ImageNet-standardised units: our reading.
     "pytorch-script": (InversionConfig(optimizer="sgd", lr=1e2, momentum=0.9, iterations=200, decay_every=100, decay_at=(),
                                        decay_factor=0.1, lambda_alpha=1e-5, alpha=6.0, lambda_tv=1e-5, beta=2.0,
-                                       priors="plain", tv_depth_scale=()),
+                                       priors="plain", tv_depth_scale=(), priors_by_response=False),
                        "the PyTorch seed script (argparse: SGD momentum 0.9, lr 1e2 per its authors' notes, "
                        "x0.1 every 100 it, 200 it, lambda_alpha = lambda_TV = 1e-5, alpha 6, beta 2)"),
     # Mahendran & Vedaldi (CVPR 2015), as their public code runs it (aravindhm/deep-goggle: core/invert_nn.m,
@@ -39,7 +39,7 @@ PRESETS: dict[str, tuple[InversionConfig, str]] = {
                                           iterations=400, decay_at=(0.25, 0.75), decay_factor=0.1,
                                           lambda_alpha=0.0164, alpha=6.0, lambda_tv=5 / 84.5, beta=2.0,
                                           priors="normalised", tv_depth_scale=(0.1, 1.0, 10.0),
-                                          init_scale=0.8),
+                                          init_scale=0.8, priors_by_response=False),
                           "Mahendran & Vedaldi 2015 as their code (deep-goggle) runs it: normalised energy, "
                           "lambda_TV 0.5/5/50 by depth, alpha 6, beta 2, SGD momentum 0.9 with the step scaled "
                           "by the image's squared norm, lr 0.004 then /10 at 100 and 300 of 400 iterations"),

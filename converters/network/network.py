@@ -44,9 +44,12 @@ class Network(nn.Module):
                  size: tuple[int, int] | None = None, path: str | Path | None = None,
                  channels_last: bool = False, fold_batchnorm: bool = False, inplace_relu: bool = False,
                  input_name: str | None = None, other_inputs: dict[str, np.ndarray] | None = None,
-                 max_memory: float | None = None):
+                 max_memory: float | None = None, calibrate: bool = True):
         """max_memory: bytes the model may need at this input size (estimated from the graph before it
-        runs; None: half the physical memory, math.inf: no limit)."""
+        runs; None: half the physical memory, math.inf: no limit).
+        calibrate: when neither `input_spec` nor the file records the preprocessing (or the file marks
+        it as a guess), find it from the network (`converters.network.calibrate`); False keeps the
+        ImageNet default, marked as a guess."""
         super().__init__()
         self.fold_batchnorm = fold_batchnorm
         self.inplace_relu = inplace_relu
@@ -122,6 +125,10 @@ class Network(nn.Module):
             self.set_channels_last(True)
         self._identity_checked: InputSpec | None = None  # from_standardised() skips adapt when it is the identity
         self._identity = False
+        if calibrate and self.input_spec.guessed:
+            from converters.network.calibrate import calibrate as calibrated
+
+            self.input_spec = calibrated(self)
 
     @staticmethod
     def _convert(model: onnx.ModelProto, unsupported: dict[str, str], retry: bool = True):
@@ -228,7 +235,7 @@ class Network(nn.Module):
                              "input of rank 4 (NCHW or NHWC)")
         if spec is None:
             layout = guess_layout(dims)
-            spec = InputSpec(layout=layout, source="default (ImageNet mean/std, RGB, [0, 1])")
+            spec = InputSpec(layout=layout, source="default (ImageNet mean/std, RGB, [0, 1])", confidence="guess")
         h, w = (dims[2], dims[3]) if spec.layout == "NCHW" else (dims[1], dims[2])
         channels = dims[1] if spec.layout == "NCHW" else dims[3]
         if channels not in (None, 3):
@@ -354,18 +361,40 @@ class Network(nn.Module):
                 "nodes": len(self.nodes), "outputs": self.output_names, "notes": self.notes}
 
 
+def detected_spec(model: onnx.ModelProto, input_name: str | None = None) -> InputSpec:
+    """What the graph itself says about its image input (layout, channels, size where fixed) with the
+    ImageNet default normalisation marked as a guess: the base that preprocessing flags refine."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    dims_of = {i.name: [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+               for i in inputs}
+    image = [i.name for i in inputs if len(dims_of[i.name]) == 4
+             and (dims_of[i.name][1] in (1, 3, 4) or dims_of[i.name][3] in (1, 3, 4))]
+    name = input_name if input_name in dims_of else (image or list(dims_of) or [None])[0]
+    dims = dims_of.get(name)
+    spec = InputSpec(source="default (ImageNet mean/std, RGB, [0, 1])", confidence="guess")
+    if not dims or len(dims) != 4:
+        return spec
+    layout = guess_layout(dims)
+    channels = dims[1] if layout == "NCHW" else dims[3]
+    return InputSpec(layout=layout, source=spec.source, confidence="guess").with_channels(
+        channels if channels in (1, 3, 4) else 3)
+
+
 def _spec_dict(spec: InputSpec) -> dict:
     return {"layout": spec.layout, "size": list(spec.size), "channels": spec.channels, "channel_order": spec.channel_order,
-            "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source}
+            "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std), "source": spec.source,
+            "confidence": spec.confidence}
 
 
 def load(path: str | Path, *, input_spec: InputSpec | None = None,
          size: tuple[int, int] | None = None, channels_last: bool = False, fold_batchnorm: bool = False,
-         inplace_relu: bool = False, input_name: str | None = None, max_memory: float | None = None) -> Network:
+         inplace_relu: bool = False, input_name: str | None = None, max_memory: float | None = None,
+         calibrate: bool = True) -> Network:
     """Read an ONNX file into a `Network` (clear errors for missing/corrupt/unsupported files).
 
     channels_last, fold_batchnorm, inplace_relu: the speed options (module docstring)."""
     return Network(read_onnx(path, max_memory), input_spec=input_spec, size=size, path=path,
                    channels_last=channels_last,
                    fold_batchnorm=fold_batchnorm, inplace_relu=inplace_relu, input_name=input_name,
-                   max_memory=max_memory)
+                   max_memory=max_memory, calibrate=calibrate)

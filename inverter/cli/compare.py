@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
@@ -35,5 +36,9 @@ def run(args) -> int:
     else:
         print(markdown_table(json.loads(files["json"].read_text())["rows"]), end="")
         print(f"grid: {files['grid']}")
+    flat = [label for label, r in results.items() if any(r.no_better_than_flat)]
+    if flat:
+        print(f"invert-onnx: warning: no better than a flat image at {', '.join(args.node)}: {', '.join(flat)} "
+              "(marked in the table)", file=sys.stderr)
     stopped = "interrupted" if any(r.stopped == "interrupted" for r in results.values()) else "done"
     return interrupted_exit(stopped, out) or 0

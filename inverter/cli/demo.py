@@ -40,7 +40,8 @@ def run(args) -> int:
     summary = run_sweep(network, demo_image(), "layer", out, config, nodes=nodes, progress=not args.quiet,
                         title=f"What each layer of VGG16 (HED weights) keeps: {config.optimizer}, "
                               f"{config.iterations} iterations, {network.input_spec.size[0]} px")
-    lines = [f"{r['node']:>8}: feature error {r['feature_error']:.4f}, PSNR {r['psnr_db']:.2f} dB, "
+    lines = [f"{r['node']:>8}: feature error {r['feature_error']:.4f} ({r['feature_error_vs_flat']:.3f} of a flat "
+             f"image's), PSNR {r['psnr_db']:.2f} dB, "
              f"SSIM {r['ssim']:.3f}, {r['seconds_per_run']:.1f} s" for r in summary["runs"]]
     emit(args, summary, "\n".join(lines + [f"figure: {summary['figure']}"]))
     return 0

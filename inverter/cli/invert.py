@@ -28,7 +28,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from inverter.io.images import load_images
     from inverter.io.reports import write_result
-    from inverter.methods.inversion import invert
+    from inverter.methods.inversion import FLAT_BOUND, invert
 
     config = config_from(args)
     nodes, weights = split_weights(args.node)
@@ -40,10 +40,12 @@ def run(args) -> int:
     summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
     lines = [f"note: {line}" for line in assumptions(network)]
     for b in range(result.image.shape[0]):
-        errors = ", ".join(f"{k} {v[b]:.4f}" for k, v in result.feature_error.items())
+        errors = ", ".join(f"{k} {v[b]:.4f} ({result.flat_error[k][b]:.3f} of a flat image's)"
+                           for k, v in result.feature_error.items())
         lines.append(f"{args.model.name}: feature error {errors}; PSNR {result.psnr[b]:.2f} dB, "
                      f"SSIM {result.ssim[b]:.3f}; {result.iterations} iterations in {result.seconds:.1f} s "
-                     f"({result.stopped}) -> {out}")
+                     f"({result.stopped}) -> {out}"
+                     + (" NO BETTER THAN A FLAT IMAGE" if result.no_better_than_flat[b] else ""))
     emit(args, summary, "\n".join(lines))
     if result.stopped == "diverged":
         print(f"{PROG}: the loss diverged after {result.iterations} iterations; the last finite image is saved "
@@ -56,4 +58,13 @@ def run(args) -> int:
     if result.stopped == "interrupted":
         print(f"{PROG}: {interrupted()}; the best image so far and its metrics are in {out}", file=sys.stderr)
         return 130
+    if any(result.no_better_than_flat):
+        worst = {k: max(v) for k, v in result.flat_error.items()}
+        print(f"{PROG}: warning: no better than a flat image: the feature error at "
+              f"{', '.join(f'{k} is {v:.2f}' for k, v in worst.items())} of a flat image's (>= {FLAT_BOUND:g}; "
+              f"metrics.json: \"no_better_than_flat\"); the picture in {out} is not a reconstruction. Try "
+              "--tv-depth-scale 1,1,1, more --iterations, an earlier node, or the model's own preprocessing",
+              file=sys.stderr)
+        # exit status stays 0 for now (short test runs of a few iterations are flat by design); the result
+        # is marked "success": false in metrics.json and --json
     return 0

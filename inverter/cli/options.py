@@ -259,8 +259,8 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     import sys
 
     from converters import load
-    from converters.input_spec import InputSpec, MetadataError, recorded_spec
-    from converters.network.network import Network, read_onnx
+    from converters.input_spec import MetadataError, recorded_spec
+    from converters.network.network import Network, detected_spec, read_onnx
 
     path = path or args.model
     overrides = spec_overrides(args)
@@ -271,11 +271,11 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     else:
         model = read_onnx(path, speed_options(args)["max_memory"])
         try:
-            base, ignored = recorded_spec(model) or InputSpec(), None
+            base, ignored = recorded_spec(model), None
         except MetadataError as exc:  # the flags replace it whole: nothing of it is half-applied
-            base = InputSpec()
-            ignored = f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
-        spec = base.replace(**overrides, source="command line")
+            base, ignored = None, f"ignored the malformed metadata ({exc.reason}); the flags apply to the defaults"
+        base = base or detected_spec(model, input_name)  # keeps the graph's layout and channels
+        spec = base.replace(**overrides, source="command line", confidence="known")
         network = Network(model, input_spec=spec, size=size_, path=path, input_name=input_name,
                           **speed_options(args))
         if ignored:
@@ -287,13 +287,18 @@ def load_network(args, path: Path | None = None, notes: bool = True):
 
 
 def assumptions(network) -> list[str]:
-    """What the user should know about how the file was read: a guessed preprocessing, and the
-    notes of the loader (quantized weights made float, inputs fixed, nodes not converted)."""
+    """What the user should know about how the file was read: a guessed or calibrated preprocessing,
+    and the notes of the loader (quantized weights made float, inputs fixed, nodes not converted)."""
     spec = network.input_spec
     lines = list(network.notes)
-    if spec.source.startswith("default"):
-        lines.insert(0, f"the model records no preprocessing; assuming {spec.colour} [0, {spec.scale:g}], "
-                        f"mean {list(spec.mean)}, std {list(spec.std)} (set --scale/--mean/--std/--channel-order)")
+    chosen = (f"{spec.colour} [0, {spec.scale:g}], mean {[round(v, 4) for v in spec.mean]}, "
+              f"std {[round(v, 4) for v in spec.std]}")
+    flags = "set --scale/--mean/--std/--channel-order if it differs"
+    if spec.guessed:
+        lines.insert(0, f"the model records no preprocessing; assuming {chosen} (a guess: {flags})")
+    elif spec.source.startswith("calibrated"):
+        lines.insert(0, f"the model records no preprocessing; {spec.source.replace('calibrated: ', 'calibrated ')}: "
+                        f"{chosen} ({flags})")
     return lines
 
 

@@ -1,6 +1,7 @@
 """Sweep lambda_alpha, lambda_tv, the learning rate or the layer: one labelled figure plus JSON/CSV; resumable."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from inverter.cli.options import (add_common, add_config_options, add_input_spec_options, add_output, config_from,
@@ -41,4 +42,8 @@ def run(args) -> int:
     summary = run_sweep(network, args.image, args.kind, out, config, nodes=args.node, values=values,
                         preset_label=label, progress=not args.quiet)
     emit(args, summary, f"{args.kind} sweep: {len(summary['runs'])} runs -> {summary['figure']}")
+    from inverter.studies.sweep import flat_runs
+
+    if flat_runs(summary["runs"]):
+        print(f"invert-onnx: {flat_runs(summary['runs'])}", file=sys.stderr)
     return 0

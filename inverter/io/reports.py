@@ -137,8 +137,11 @@ def write_result(result, out_dir: Path) -> dict[str, Path]:
     images = []
     for b in range(batch):
         err = ", ".join(f"{v[b]:.3g}" for v in result.feature_error.values())
+        flat = ", ".join(f"{v[b]:.2f}" for v in result.flat_error.values())
+        verdict = "\nNO BETTER THAN A FLAT IMAGE" if result.flat_error and result.no_better_than_flat[b] else ""
         images += [originals[b], result.image[b]]
-        labels += ["original", f"from {label}\nfeature error {err}\nPSNR {result.psnr[b]:.1f} dB, SSIM {result.ssim[b]:.2f}"]
+        labels += ["original", f"from {label}\nfeature error {err} (vs flat image {flat})\n"
+                               f"PSNR {result.psnr[b]:.1f} dB, SSIM {result.ssim[b]:.2f}{verdict}"]
     model = Path(result.model).name if result.model else "model"
     files["comparison"] = grid(images, labels, out_dir / "comparison.png",
                                title=f"{model}: what {label} keeps ({result.config.optimizer}, "

@@ -3,6 +3,13 @@
 The objective is the normalised feature distance at the chosen node(s) + lambda_alpha * alpha-norm
 + lambda_tv * TV_beta; `invert` runs it through the one loop and reports the result against the
 original image.
+
+Grey cannot pass for a result (issue 19). The flat image x̄ is the better, at the node, of two
+flat pictures: the photo's own mean colour and the engine's zero (the ImageNet mean grey, where
+the priors pull an image that learned nothing). `flat_error` = ||Φ(x)−Φ(x0)||² / ||Φ(x̄)−Φ(x0)||²,
+1 = no better than flat; a result at or above FLAT_BOUND is "no better than a flat image". Before
+optimising, a node where x̄ already matches the photo's features (||Φ(x̄)−Φ(x0)||² / ||Φ(x0)||²
+below SENSITIVITY_MIN) is refused: the node barely sees the image under this preprocessing.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from converters.errors import UserError
 from converters.network.network import Network
 from converters.input_spec import LUMA, destandardise, standardise
 from inverter.config import ConfigError, InversionConfig
@@ -21,6 +29,23 @@ from inverter.loop import initial_images, optimize, placed
 from inverter.objectives import (Objective, alpha_norm, alpha_norm_normalised, depth_group, feature_match,
                                  normalised_distance, tv, tv_normalised)
 from inverter.param import ImageParam
+
+
+# Measured on the corpus and VGG16 (docs/corpus_quality.md): reconstructions that resemble the photo have
+# flat_error <= 0.3 at early nodes and <= 0.6 deep; the flat grey pictures of issue 19 were 0.95-1.0.
+FLAT_BOUND = 0.6
+# Measured (docs/corpus_quality.md): under the file's own preprocessing the flat image's normalised
+# error is >= 0.03 at every corpus node we tried; under a 255x wrong scale it fell to 1e-4-1e-3.
+SENSITIVITY_MIN = 0.0025
+
+
+# priors_by_response: nodes whose flat image's normalised feature error is at least this keep the priors
+# as set (VGG16's measured 0.76-0.96); below it they are scaled down in proportion
+RESPONSE_REFERENCE = 0.5
+
+
+class InsensitiveNodeError(UserError):
+    """A flat image already matches the photo's features at the node: nothing to reconstruct."""
 
 
 @dataclass
@@ -41,6 +66,16 @@ class InversionResult:
     config: InversionConfig
     model: str | None = None
     extra: dict = field(default_factory=dict)
+    # node -> per image: ||phi(x) - phi(x0)||^2 / ||phi(flat) - phi(x0)||^2 (1 = no better than a flat image)
+    flat_error: dict[str, list[float]] = field(default_factory=dict)
+    # node -> per image: ||phi(flat) - phi(x0)||^2 / ||phi(x0)||^2, how much the node sees the image at all
+    sensitivity: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def no_better_than_flat(self) -> list[bool]:
+        """Per image: some node's result is no better than a flat image (flat_error >= FLAT_BOUND)."""
+        batch = int(self.image.shape[0])
+        return [any(v[b] >= FLAT_BOUND for v in self.flat_error.values()) for b in range(batch)]
 
     def summary(self) -> dict:
         """One schema whatever the batch size: per-image values are lists, one entry per image."""
@@ -50,6 +85,12 @@ class InversionResult:
             "resolved_nodes": self.resolved,
             "batch": int(self.image.shape[0]),
             "feature_error": self.feature_error,
+            "feature_error_vs_flat": self.flat_error,
+            "flat_image": FLAT_IMAGE,
+            "flat_bound": FLAT_BOUND,
+            "no_better_than_flat": self.no_better_than_flat,
+            "success": self.stopped == "done" and not any(self.no_better_than_flat),
+            "sensitivity": self.sensitivity,
             "psnr_db": self.psnr,
             "ssim": self.ssim,
             "seconds": round(self.seconds, 3),
@@ -62,17 +103,55 @@ class InversionResult:
         }
 
 
+FLAT_IMAGE = ("the better at the node of the photo's mean colour and the ImageNet mean grey (the engine's zero)")
+
+
+def flat_images(original: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two flat pictures of each photo (B, 3, H, W) in engine space: its mean colour, and zero."""
+    mean_colour = standardise(original.float().mean((2, 3), keepdim=True).expand_as(original).contiguous())
+    return mean_colour, torch.zeros_like(mean_colour)
+
+
+def flat_distance(network: Network, original: torch.Tensor, nodes: list[str],
+                  targets: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per node, per image: min over the two flat pictures of ||phi(flat) - phi(x0)||^2."""
+    device, dtype = targets[0].device, targets[0].dtype
+    out = None
+    for flat in flat_images(original):
+        with torch.no_grad():
+            feats = network.from_standardised(flat.to(device, dtype), nodes)
+        d = [(f - t).flatten(1).pow(2).sum(1) for f, t in zip(feats, targets)]
+        out = d if out is None else [torch.minimum(a, b) for a, b in zip(out, d)]
+    return out
+
+
+def check_sensitivity(network: Network, nodes: list[str], sensitivity: dict[str, torch.Tensor]) -> None:
+    """Refuse, in one line, a node where a flat image already matches the photo's features."""
+    for node in nodes:
+        value = float(sensitivity[node].max())
+        if value < SENSITIVITY_MIN:
+            spec = network.input_spec
+            raise InsensitiveNodeError(
+                f"node {node!r} barely sees the image under the assumed preprocessing ({spec.colour} "
+                f"[0, {spec.scale:g}], mean {[round(v, 4) for v in spec.mean]}, std {[round(v, 4) for v in spec.std]}; "
+                f"{spec.source}): a flat image matches the photo's features there to {value:.2g} "
+                f"(< {SENSITIVITY_MIN:g}); pass the model's own preprocessing (--scale 255, or --mean/--std, "
+                f"--channel-order) or choose an earlier node")
+
+
 PER_RUN_FIELDS = ("lr", "lambda_alpha", "lambda_tv", "seed")  # may differ inside one batch
 
 
 def inversion_objective(targets: dict[str, torch.Tensor], config: InversionConfig,
                         weights: dict[str, float] | None = None, lambda_alpha=None, lambda_tv=None,
-                        image_side: int | None = None) -> Objective:
+                        image_side: int | None = None, response: torch.Tensor | None = None) -> Objective:
     """sum_i w_i ||phi_i(x) - phi_i(x0)||^2 / ||phi_i(x0)||^2 + lambda_alpha R_alpha + lambda_tv R_TV.
 
     lambda_alpha / lambda_tv: a number, or one per batch element (tensor), default from config.
     config.priors picks plain or normalised priors; config.tv_depth_scale multiplies lambda_tv
-    by the factor of the deepest node's group (`depth_group`, needs image_side)."""
+    by the factor of the deepest node's group (`depth_group`, needs image_side).
+    response: per batch element, the weakest node's sensitivity (a flat image's normalised feature error);
+    with config.priors_by_response both priors are multiplied by min(1, response / RESPONSE_REFERENCE)."""
     weights = weights or {}
     objective = sum((weights.get(n, 1.0) * feature_match(n, t) for n, t in targets.items()), Objective())
     la = config.lambda_alpha if lambda_alpha is None else lambda_alpha
@@ -81,6 +160,10 @@ def inversion_objective(targets: dict[str, torch.Tensor], config: InversionConfi
         side = image_side or max(t.shape[-1] for t in targets.values())
         group = max(depth_group(side, t.shape[-1] if t.dim() == 4 else 1) for t in targets.values())
         ltv = ltv * config.tv_depth_scale[group]
+    if config.priors_by_response and response is not None:
+        factor = (response / RESPONSE_REFERENCE).clamp(max=1.0)
+        if bool((factor < 1).any()):  # else the weights stay plain numbers (and the run as before)
+            la, ltv = la * factor, ltv * factor
     if config.priors == "normalised":
         return objective + la * alpha_norm_normalised(config.alpha) + ltv * tv_normalised(config.beta)
     return objective + la * alpha_norm(config.alpha) + ltv * tv(config.beta)
@@ -100,7 +183,7 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
            config: InversionConfig | None = None, weights: dict[str, float] | None = None,
            seeds: list[int] | None = None, progress: bool = True,
            configs: list[InversionConfig] | None = None, parameterization: str = "pixel",
-           decorrelate: bool = False, observe=None) -> InversionResult:
+           decorrelate: bool = False, observe=None, check: bool = True) -> InversionResult:
     """Reconstruct image(s) from the features at `nodes` (any accepted names).
 
     image: a path, or pixels in [0, 1] of shape (B, 3, H, W) at the network's size.
@@ -108,6 +191,8 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
     configs: one per run, as one batch (they may differ in lr, lambdas and seed): a sweep.
     weights: per-node weights of the feature terms (default 1).
     observe: called each iteration with (iteration, loss per run, images in engine space) (`optimize`).
+    check: refuse (InsensitiveNodeError) a node where a flat image already matches the photo's
+    features (`check_sensitivity`), before any optimisation.
     """
     if configs:
         config = _batch_settings(configs)
@@ -130,11 +215,17 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         with torch.no_grad():
             target_feats = network.from_standardised(standardise(original).to(device, dtype), nodes)
         targets = dict(zip(nodes, target_feats))
+        flat = dict(zip(nodes, flat_distance(network, original, nodes, target_feats)))
+        sensitivity = {n: flat[n] / targets[n].flatten(1).pow(2).sum(1).clamp_min(1e-12) for n in nodes}
+        if check:
+            check_sensitivity(network, nodes, sensitivity)
         per_run = {}
         if configs:
             per_run = {k: torch.tensor([getattr(c, k) for c in configs], device=device, dtype=dtype)
                        for k in ("lambda_alpha", "lambda_tv")}
-        objective = inversion_objective(targets, config, weights, **per_run, image_side=int(size[-1]))
+        response = torch.stack([sensitivity[n].expand(batch) for n in nodes]).amin(0).to(device, dtype)
+        objective = inversion_objective(targets, config, weights, **per_run, image_side=int(size[-1]),
+                                        response=response)
         init = initial_images(tuple(original.shape[1:]), seeds, config, original[:1])
         start = ImageParam(init.to(device, dtype), parameterization, decorrelate)
         run = optimize(network, objective, config, start, seeds=seeds, progress=progress,
@@ -142,6 +233,8 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
         with torch.no_grad():
             final_feats = network.from_standardised(run.images, nodes)
         errors = {n: normalised_distance(f, t).tolist() for n, f, t in zip(nodes, final_feats, target_feats)}
+        flat_errors = {n: ((f - t).flatten(1).pow(2).sum(1) / flat[n].clamp_min(1e-30)).tolist()
+                       for n, f, t in zip(nodes, final_feats, target_feats)}
     pixels = destandardise(run.images).clamp(0, 1).float().cpu()
     if network.input_spec.channels == 1:
         # a grey network sees only the luma: the colour it cannot see is not part of the answer, and
@@ -150,7 +243,8 @@ def invert(network: Network, image: str | Path | torch.Tensor, nodes: list[str] 
     ref = original.expand_as(pixels)
     return InversionResult(
         image=pixels, original=original, nodes=nodes, resolved=resolved, history=run.history,
-        feature_error=errors,
+        feature_error=errors, flat_error=flat_errors,
+        sensitivity={n: v.expand(batch).tolist() for n, v in sensitivity.items()},
         psnr=[psnr(pixels[b : b + 1], ref[b : b + 1]) for b in range(batch)],
         ssim=[ssim(pixels[b : b + 1], ref[b : b + 1]) for b in range(batch)],
         seconds=run.seconds, iterations=run.iterations, stopped=run.stopped, config=config,

@@ -20,7 +20,7 @@ def compare(models: dict[str, Network], image: str | Path, nodes: list[str], con
     results = {}
     for label, network in models.items():
         rgb = load_image(image, network.input_spec.size)
-        results[label] = invert(network, rgb, nodes, config, progress=progress)
+        results[label] = invert(network, rgb, nodes, config, progress=progress, check=False)  # the table flags it
         if results[label].stopped == "interrupted":  # Ctrl-C stops the comparison, not only this model
             break
     return results
@@ -33,6 +33,8 @@ def comparison_table(models: dict[str, Network], results: dict[str, InversionRes
         parity = network.check_parity(nodes=result.resolved)
         rows.append({"model": label, "resolved": result.resolved,
                      "feature_error": {k: v[0] for k, v in result.feature_error.items()},
+                     "feature_error_vs_flat": {k: v[0] for k, v in result.flat_error.items()},
+                     "no_better_than_flat": result.no_better_than_flat[0],
                      "psnr_db": result.psnr[0], "ssim": result.ssim[0], "seconds": result.seconds,
                      "stopped": result.stopped,
                      "parity_vs_onnxruntime": parity.max_error})
@@ -40,11 +42,14 @@ def comparison_table(models: dict[str, Network], results: dict[str, InversionRes
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| model | node | feature error | PSNR (dB) | SSIM | time (s) | parity vs onnxruntime |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | node | feature error | vs flat image (1 = no better) | PSNR (dB) | SSIM | time (s) | "
+             "parity vs onnxruntime |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         err = ", ".join(f"{v:.4f}" for v in r["feature_error"].values())
-        lines.append(f"| {r['model']} | `{', '.join(r['resolved'])}` | {err} | {r['psnr_db']:.2f} | "
+        flat = ", ".join(f"{v:.3f}" for v in r["feature_error_vs_flat"].values())
+        flat += " **no better than flat**" if r["no_better_than_flat"] else ""
+        lines.append(f"| {r['model']} | `{', '.join(r['resolved'])}` | {err} | {flat} | {r['psnr_db']:.2f} | "
                      f"{r['ssim']:.3f} | {r['seconds']:.1f} | {r['parity_vs_onnxruntime']:.1e} |")
     return "\n".join(lines) + "\n"
 
@@ -56,7 +61,9 @@ def write_comparison(models: dict[str, Network], results: dict[str, InversionRes
     rows = comparison_table(models, results)
     first = next(iter(results.values()))
     images = [first.original[0]] + [r.image[0] for r in results.values()]
-    labels = ["original"] + [f"{k}\nerr {next(iter(r.feature_error.values()))[0]:.3f}, PSNR {r.psnr[0]:.1f} dB"
+    labels = ["original"] + [f"{k}\nerr {next(iter(r.feature_error.values()))[0]:.3f} "
+                             f"({next(iter(r.flat_error.values()))[0]:.2f} of flat), PSNR {r.psnr[0]:.1f} dB"
+                             + ("\nNO BETTER THAN FLAT" if r.no_better_than_flat[0] else "")
                              for k, r in results.items()]
     files = {"grid": grid(images, labels, out_dir / "compare.png", title=title)}
     for label, result in results.items():

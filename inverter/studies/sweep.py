@@ -81,16 +81,18 @@ def run_sweep(network: Network, image: str | Path, kind: str, out_dir: Path, con
                 records += previous
                 continue
         if vals is None:
-            result = invert(network, rgb, node, config, progress=False)
+            result = invert(network, rgb, node, config, progress=False, check=False)  # rows flag it
             settings = [{}]
         else:
             configs = [config.replace(**{kind: v}) for v in vals]
-            result = invert(network, rgb, node, configs=configs, progress=False)
+            result = invert(network, rgb, node, configs=configs, progress=False, check=False)
             settings = [{kind: v} for v in vals]
         if result.stopped == "interrupted":  # never recorded as done: a resume runs it again
             raise KeyboardInterrupt
         for b, (key, extra) in enumerate(zip(keys, settings)):
             record = {"node": node, **extra, "feature_error": result.feature_error[node][b],
+                      "feature_error_vs_flat": result.flat_error[node][b],
+                      "no_better_than_flat": result.no_better_than_flat[b],
                       "psnr_db": result.psnr[b], "ssim": result.ssim[b],
                       "seconds_per_run": result.seconds / len(keys), "stopped": result.stopped,
                       "loss_curve": result.history[f"feature:{node}"][:, b].tolist()}
@@ -115,7 +117,8 @@ def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset
     label = f"{preset_label or 'settings'}; {config.optimizer}, {config.iterations} it"
     if kind == "layer":
         images = [rgb[0]] + [picture(_key(r["node"])) for r in records]
-        labels = ["original"] + [f"{r['node'][-28:]}\nerr {r['feature_error']:.3f}, {r['psnr_db']:.1f} dB" for r in records]
+        labels = ["original"] + [f"{r['node'][-28:]}\nerr {r['feature_error']:.3f}{_vs_flat(r)}, {r['psnr_db']:.1f} dB"
+                                 for r in records]
         figure = grid(images, labels, out_dir / "sweep.png", title=title or f"Layer sweep ({label})", columns=8)
     else:
         images, labels = [], []
@@ -123,7 +126,7 @@ def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset
             for v in values:
                 rec = next(r for r in records if r["node"] == node and r[kind] == v)
                 images.append(picture(_key(node, kind, v)))
-                labels.append(f"{kind} {v:g}\nerr {rec['feature_error']:.3f}, {rec['psnr_db']:.1f} dB")
+                labels.append(f"{kind} {v:g}\nerr {rec['feature_error']:.3f}{_vs_flat(rec)}, {rec['psnr_db']:.1f} dB")
         figure = grid(images, labels, out_dir / "sweep.png", rows=nodes, title=title or f"{kind} sweep ({label})")
     if kind == "lr":
         _lr_curves(records, out_dir / "loss_curves.png", label)
@@ -139,6 +142,22 @@ def _report(records, pictures, kind, nodes, values, rgb, out_dir, config, preset
                "values": values, "runs": rows, "figure": str(figure)}
     write_json(summary, out_dir / "sweep.json")
     return summary
+
+
+def flat_runs(rows: list[dict]) -> str:
+    """A warning naming the runs no better than a flat image, or '' (the CLI prints it on stderr)."""
+    flat = [r for r in rows if r.get("no_better_than_flat")]
+    if not flat:
+        return ""
+    names = ", ".join(r["node"] + "".join(f" {k} {r[k]:g}" for k in SWEEP_KINDS if k in r) for r in flat)
+    return f"warning: {len(flat)} run(s) no better than a flat image (marked in the table and figure): {names}"
+
+
+def _vs_flat(record: dict) -> str:
+    """' (0.12 of flat)', or ' FLAT' when the run is no better than a flat image (older runs: '')."""
+    if "feature_error_vs_flat" not in record:
+        return ""
+    return " FLAT" if record.get("no_better_than_flat") else f" ({record['feature_error_vs_flat']:.2f} of flat)"
 
 
 def _lr_curves(records, path: Path, label: str) -> None:

@@ -188,10 +188,12 @@ def test_a_guessed_preprocessing_is_said_and_recorded(vgg16_bn_path, photo, tmp_
     out = tmp_path / "run"
     r = run_cli(bare, "--node", "conv1_1", "--image", photo, "--iterations", 2, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "records no preprocessing; assuming RGB [0, 1]" in r.stdout
+    # issue 19: calibrated from the network (VGG16-BN's first BatchNorm knows torchvision's preprocessing)
+    assert "records no preprocessing; calibrated ImageNet-standardised by the first BatchNorm" in r.stdout
     recorded = json.loads((out / "metrics.json").read_text())["input"]
-    assert recorded["source"].startswith("default") and recorded["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert recorded["source"].startswith("calibrated") and recorded["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert recorded["confidence"] == "high"
     # every command says it, not only invert (issue 14, item 6)
     r = run_cli("saliency", bare, "--image", photo, "--out", tmp_path / "sal", "--quiet")
     assert r.returncode == 0, r.stderr
-    assert "note: bare.onnx: the model records no preprocessing; assuming RGB [0, 1]" in r.stderr
+    assert "note: bare.onnx: the model records no preprocessing; calibrated ImageNet-standardised" in r.stderr

@@ -74,12 +74,13 @@ def tensorflow_to_onnx(source, out_path: str | Path, *, input_spec: InputSpec | 
     if kind in ("keras", "function"):
         _check_object(source, kind, tf)
     with quiet():  # loading models warns too
-        if kind == "keras":
-            model, name = keras_proto(source, size, opset), getattr(source, "name", "keras model")
+        if kind in ("keras", "keras_file"):
+            keras_model = source if kind == "keras" else load_keras_file(Path(source))
+            input_spec = input_spec or keras_convention(keras_model)
+            name = getattr(source, "name", "keras model") if kind == "keras" else Path(source).name
+            model = keras_proto(keras_model, size, opset)
         elif kind == "function":
             model, name = function_proto(source, size, opset), getattr(source, "__name__", "tf.function")
-        elif kind == "keras_file":
-            model, name = keras_proto(load_keras_file(Path(source)), size, opset), Path(source).name
         elif kind == "saved_model":
             model, name = saved_model_proto(saved_model_dir(Path(source)), size, opset), Path(source).name
         elif kind == "frozen_graph":
@@ -87,6 +88,34 @@ def tensorflow_to_onnx(source, out_path: str | Path, *, input_spec: InputSpec | 
         else:
             model, name = tflite_proto(Path(source), inputs, outputs, opset), Path(source).name
     return finish(model, out_path, input_spec, name)
+
+
+# Keras applications name their preprocessing (`keras.applications.*.preprocess_input` modes):
+# caffe = BGR minus the ImageNet mean on 0-255, tf = [-1, 1], torch = ImageNet-standardised; the
+# newer ones (EfficientNet, ConvNeXt, MobileNetV3, RegNet, ResNet-RS) normalise inside the model
+# and take 0-255.
+_KERAS_MODES = (  # (exact names, name prefixes, mode)
+    (("vgg16", "vgg19", "resnet50", "resnet101", "resnet152"), (), "caffe"),
+    (("resnet50v2", "resnet101v2", "resnet152v2", "inception_v3", "xception", "inception_resnet_v2"),
+     ("mobilenet_", "mobilenetv2_", "nasnet"), "tf"),
+    ((), ("densenet",), "torch"),
+    ((), ("efficientnet", "convnext", "mobilenetv3", "regnet", "resnetrs"), "raw"),
+)
+
+
+def keras_convention(model) -> InputSpec | None:
+    """The preprocessing a Keras application's name implies (the applications' own names only), or
+    None: then nothing is known and the recorded spec is marked as a guess."""
+    from converters.network.calibrate import candidate
+
+    name = str(getattr(model, "name", "")).lower()
+    mode = next((m for exact, prefixes, m in _KERAS_MODES if name in exact or name.startswith(prefixes)), None)
+    if mode is None:
+        return None
+    which = {"caffe": "Caffe BGR mean", "tf": "[-1, 1]", "torch": "ImageNet-standardised", "raw": "[0, 255]"}[mode]
+    spec = candidate(InputSpec(), which)
+    return InputSpec(channel_order=spec.channel_order, scale=spec.scale, mean=spec.mean, std=spec.std,
+                     source=f"Keras application {name!r}: preprocess_input mode {mode!r}")
 
 
 def _check_object(source, kind: str, tf) -> None:

@@ -209,8 +209,10 @@ def finish(model: onnx.ModelProto, out_path: Path, input_spec: InputSpec | None,
         raise ConversionError(unsupported_ops(bad, "TensorFlow op",
                                               "tf2onnx has no ONNX equivalent: cut the model before it or replace the op"))
     layout, hw = _layout(model)
+    # nothing records the normalisation: write the ImageNet default marked as a guess, so a loader
+    # calibrates it from the network (converters.network.calibrate) instead of trusting it
     spec = input_spec or InputSpec(source="default for a TensorFlow model (ImageNet mean/std, RGB, [0, 1]); "
-                                          "give the model's preprocessing if it differs")
+                                          "give the model's preprocessing if it differs", confidence="guess")
     if spec.layout != layout:
         log.info("the ONNX input of %s is %s: recording layout %s", name, layout, layout)
     spec = spec.replace(layout=layout)
