@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from converters.errors import UserError, first_line
-from converters.input_spec import destandardise, standardise
+from converters.input_spec import destandardise
 from converters.network.network import Network
 from inverter.config import ConfigError
 from inverter.io.images import demo_image, load_image, to_pil
@@ -146,18 +146,8 @@ def _first(value):
 
 
 def run_metrics(network: Network, node: str, result) -> dict:
-    """What the page shows of a finished inversion; the flat-relative error from the result when
-    it reports one, else measured here (`inverter.io.metrics.rel_flat`)."""
-    from inverter.io.metrics import rel_flat
-
-    summary = result.summary()
-    if "rel_flat" in summary:
-        flat = _first(summary["rel_flat"])
-    else:
-        def features(pixels):
-            return network.from_standardised(standardise(pixels), [node])[0].float()
-
-        flat = rel_flat(features, result.image[:1], result.original[:1])[0]
+    """What the page shows of a finished inversion (the flat-relative error is the result's own)."""
+    flat = _first(result.flat_error)
     total = result.history.get("total")
     loss = [] if total is None else [float(v) for v in total.reshape(len(total), -1)[:, 0]]
     step = max(1, len(loss) // 500)

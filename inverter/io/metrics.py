@@ -37,13 +37,3 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(s.mean())
-
-
-def rel_flat(features, image: torch.Tensor, original: torch.Tensor) -> list[float]:
-    """||Φ(x) − Φ(x0)||² / ||Φ(x̄) − Φ(x0)||² per image, x̄ the photo's mean colour everywhere: 1 means no
-    better than a flat picture. features: pixels (B, 3, H, W) in [0, 1] -> (B, ...) features at one node."""
-    with torch.no_grad():
-        target = features(original)
-        flat = original.mean(dim=(2, 3), keepdim=True).expand_as(original).contiguous()
-        distance = lambda x: (features(x) - target).flatten(1).pow(2).sum(1)  # noqa: E731
-        return (distance(image) / distance(flat).clamp_min(1e-30)).double().tolist()

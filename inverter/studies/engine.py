@@ -27,7 +27,6 @@ from inverter.studies.store import Store, library_versions
 
 log = logging.getLogger(__name__)
 OBJECT_STORE_BYTES = 256 * 2**20  # results are a few PNGs: Ray's default (30% of memory) is far too much
-FLAT_NAMES = ("rel_flat", "flat_relative_error", "relative_to_flat")  # issue 19's error relative to a flat image
 
 
 @dataclass
@@ -52,16 +51,9 @@ def local_cores() -> int:
 
 
 def _rel_flat(result, node: str, b: int) -> float | None:
-    for name in FLAT_NAMES:
-        value = getattr(result, name, None)
-        value = result.extra.get(name) if value is None else value
-        if isinstance(value, dict):
-            value = value.get(node)
-        if isinstance(value, (list, tuple)) and len(value) > b:
-            value = value[b]
-        if isinstance(value, (int, float)):
-            return float(value)
-    return None
+    """The run's feature error relative to a flat image (issue 19: 1 = no better than flat)."""
+    values = result.flat_error.get(node)
+    return float(values[b]) if values and len(values) > b else None
 
 
 def _png(rgb01: torch.Tensor) -> bytes:

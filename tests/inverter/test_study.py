@@ -107,7 +107,8 @@ def test_in_process_rows_match_invert_and_skimage_and_a_rerun_skips_them(vgg16_b
         ref = photo[0].permute(1, 2, 0).numpy()
         assert abs(peak_signal_noise_ratio(ref, png, data_range=1.0) - r["psnr"]) < 0.1  # PNG rounding only
         assert r["model_sha256"] and r["image_sha256"] and json.loads(r["versions"])["torch"]
-        assert json.loads(r["cfg_iterations"]) == 8 and r["rel_flat"] is None  # issue 19 not merged here
+        assert json.loads(r["cfg_iterations"]) == 8
+        assert r["rel_flat"] == pytest.approx(single.flat_error[r["node"]][0], rel=FEATURE_RTOL)
     report = write_report(study.store_path)
     assert report["rows"] == 4 and len(report["figures"]) == 1 and "| 0.1 |" in report["markdown"].read_text()
 
