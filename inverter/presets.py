@@ -50,3 +50,11 @@ def preset(name: str) -> tuple[InversionConfig, str]:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+# The commands whose method weighs the plain TV sum (objective + lambda_tv * tv()), not the normalised prior of
+# an inversion, start from the settings of the README figure each one made (scripts/figures.py), so a default
+# means one thing: `invert-onnx visualize` as docs/feature_visualization.png, `style` as docs/style_transfer.png.
+VISUALIZE_DEFAULTS = {"iterations": 100, "lr": 0.05, "jitter": 4, "lambda_tv": 1e-4}
+STYLE_DEFAULTS = {"iterations": 150, "lr": 0.05, "lambda_tv": 1e-6}
+STYLE_WEIGHT = 20.0  # the Gram terms against the content term

@@ -20,14 +20,15 @@ import torch
 
 from converters import load
 from inverter import InversionConfig
-from inverter.methods.fooling import fool
 from inverter.io.images import demo_image, load_image
-from inverter.objectives import channel, tv
 from inverter.io.reports import grid, write_json
+from inverter.methods.fooling import fool
 from inverter.methods.saliency import saliency
 from inverter.methods.style import style_transfer
-from inverter.studies.sweep import run_sweep
 from inverter.methods.visualization import class_objective, visualize
+from inverter.objectives import channel, tv
+from inverter.presets import STYLE_DEFAULTS, STYLE_WEIGHT, VISUALIZE_DEFAULTS
+from inverter.studies.sweep import run_sweep
 from models import export
 
 SPEED = {"channels_last": True, "fold_batchnorm": True, "inplace_relu": True}
@@ -55,10 +56,10 @@ def main() -> int:
     shutil.copy(sweep["figure"], args.out / "sweep_layers.png")
 
     vgg224 = load(export("vgg16_hed", work / "vgg16_hed_224.onnx"), **SPEED)
-    cfg = InversionConfig(iterations=it or 100, lr=0.05, jitter=4)
+    cfg = InversionConfig(**{**VISUALIZE_DEFAULTS, "iterations": it or VISUALIZE_DEFAULTS["iterations"]})
     images, labels = [], []
     for c in (12, 40, 101):
-        pixels, _ = visualize(vgg224, channel("conv4_1", c) + 1e-4 * tv(), cfg, scales=(0.95, 1.0, 1.05),
+        pixels, _ = visualize(vgg224, channel("conv4_1", c) + cfg.lambda_tv * tv(), cfg, scales=(0.95, 1.0, 1.05),
                               degrees=5, progress=False)
         images.append(pixels[0])
         labels.append(f"conv4_1 channel {c}")
@@ -69,8 +70,8 @@ def main() -> int:
     style_path = Path(matplotlib.cbook.get_sample_data("Minduka_Present_Blue_Pack.png", asfileobj=False))
     style = load_image(style_path, (224, 224))
     pixels, run = style_transfer(vgg224, rgb, style, ["conv1_1", "conv2_1", "conv3_1", "conv4_1"], "conv4_2",
-                                 InversionConfig(iterations=it or 150, lr=0.05, lambda_tv=1e-6),
-                                 style_weight=20.0, progress=False)
+                                 InversionConfig(**{**STYLE_DEFAULTS, "iterations": it or STYLE_DEFAULTS["iterations"]}),
+                                 style_weight=STYLE_WEIGHT, progress=False)
     grid([rgb[0], style[0], pixels[0]], ["content", "style", "result"], args.out / "style_transfer.png",
          title="Style transfer on VGG16 (HED weights): Gram at conv1_1..conv4_1, content at conv4_2")
 

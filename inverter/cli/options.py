@@ -158,11 +158,15 @@ LOOP_FIELDS = ("optimizer", "lr", "momentum", "lr_scales_with_area", "iterations
                "decay_at", "jitter", "seed", "device", "dtype")
 
 
-def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None,
+                       defaults: dict | None = None) -> None:
     """One flag per InversionConfig field, defaults, types and choices taken from the dataclass.
 
     only: the fields this command reads (default: all, and --preset); a flag a command would
-    ignore is not offered, so typing it is an error instead of a silent no-op."""
+    ignore is not offered, so typing it is an error instead of a silent no-op.
+    defaults: the command's own defaults where its method gives a field another meaning (visualize and
+    style weight the plain TV sum, not the normalised prior: lambda_tv 1e-4 and 1e-6, not 3e-3)."""
+    defaults = defaults or {}
     from inverter.presets import PRESETS
 
     group = parser.add_argument_group("settings (InversionConfig)")
@@ -170,8 +174,9 @@ def add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | 
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
-        group.add_argument(flag, type=config_value(f.name, type(f.default)), default=None, choices=CHOICES.get(f.name),
-                           help=f"(default: {f.default}" + (", or the preset's)" if only is None else ")"))
+        group.add_argument(flag, type=config_value(f.name, type(f.default)), default=defaults.get(f.name),
+                           choices=CHOICES.get(f.name),
+                           help=f"(default: {defaults.get(f.name, f.default)}" + (", or the preset's)" if only is None else ")"))
     if only is None:
         group.add_argument("--preset", choices=list(PRESETS),
                            help="start from named settings; flags typed on top win. "

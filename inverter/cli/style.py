@@ -3,8 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options, add_output,
-                                  config_from, emit, finite_float, interrupted_exit, load_network, out_dir)
+from inverter.cli.options import (
+    LOOP_FIELDS,
+    add_common,
+    add_config_options,
+    add_input_spec_options,
+    add_output,
+    config_from,
+    emit,
+    finite_float,
+    interrupted_exit,
+    load_network,
+    out_dir,
+)
+from inverter.presets import STYLE_DEFAULTS, STYLE_WEIGHT
 
 
 def add_arguments(p) -> None:
@@ -13,11 +25,12 @@ def add_arguments(p) -> None:
     p.add_argument("--style", type=Path, required=True)
     p.add_argument("--style-node", action="append", required=True)
     p.add_argument("--content-node")
-    p.add_argument("--style-weight", type=finite_float, default=1.0)
+    p.add_argument("--style-weight", type=finite_float, default=STYLE_WEIGHT,
+                   help=f"weight of the Gram terms against the content term (default: {STYLE_WEIGHT})")
     p.add_argument("--content-weight", type=finite_float, default=1.0)
     add_output(p, "runs/style_MODEL")
     add_common(p)
-    add_config_options(p, only=LOOP_FIELDS + ("lambda_tv",))
+    add_config_options(p, only=LOOP_FIELDS + ("lambda_tv",), defaults=STYLE_DEFAULTS)
     add_input_spec_options(p)
 
 

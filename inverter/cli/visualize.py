@@ -3,11 +3,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inverter.cli.options import (LOOP_FIELDS, add_common, add_config_options, add_input_spec_options, add_output,
-                                  check_index, config_from, emit, finite_float, index, interrupted_exit,
-                                  load_network, neuron_index, nonnegative_int, out_dir, positive_float_list,
-                                  positive_int)
+from inverter.cli.options import (
+    LOOP_FIELDS,
+    add_common,
+    add_config_options,
+    add_input_spec_options,
+    add_output,
+    check_index,
+    config_from,
+    emit,
+    finite_float,
+    index,
+    interrupted_exit,
+    load_network,
+    neuron_index,
+    nonnegative_int,
+    out_dir,
+    positive_float_list,
+    positive_int,
+)
 from inverter.param import PARAMETERIZATIONS
+from inverter.presets import VISUALIZE_DEFAULTS
 
 
 def add_arguments(p) -> None:
@@ -25,7 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=positive_int, default=1, help="images per run (seeds seed, seed+1, ...)")
     add_output(p, "runs/visualize_MODEL")
     add_common(p)
-    add_config_options(p, only=LOOP_FIELDS + ("init_scale", "lambda_tv", "beta"))
+    add_config_options(p, only=LOOP_FIELDS + ("init_scale", "lambda_tv", "beta"), defaults=VISUALIZE_DEFAULTS)
     add_input_spec_options(p)
 
 
