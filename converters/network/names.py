@@ -185,19 +185,39 @@ def assign_aliases(nodes: list[NodeInfo], initializers: set[str]) -> None:
     # several scopes share (`batchnorm` inside every Keras BatchNormalization, `dense_1` as a layer and as
     # the renamed `dense_1_1`) names the last node of each: resolving it lists them (NameTable).
     last: dict[str, dict[str, NodeInfo]] = defaultdict(dict)
+    scoped = _layer_scopes(nodes)
     for node in nodes:
         path = node.scope or torch_module_path(node.name)
         if path:
             parts = path.split(".")
             for k in range(1, len(parts) + 1):
                 last[".".join(parts[:k])]["." + ".".join(parts[:k])] = node
-        for scope, prefix in scope_names(node.name):
+        for scope, prefix in scope_names(scoped.get(node.name, node.name)):
             last[scope][prefix] = node
     taken = {n.name for n in nodes} | {a for n in nodes for a in n.aliases}
     for alias, scopes in last.items():
         if alias not in taken:
             for node in {n.name: n for n in scopes.values()}.values():
                 node.aliases.append(alias)
+
+
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _layer_scopes(nodes: list[NodeInfo]) -> dict[str, str]:
+    """{node: the name whose scopes it carries}. tf2onnx names the layout Transpose it puts in front of a Keras
+    layer after the layer (`model/Conv1/Conv2D__6`) and leaves the layer's Conv unscoped (`Conv__382`): the
+    layer's name then means its Conv, not the identity before it. Other nodes keep their own name."""
+    readers = consumers(nodes)
+    moved: dict[str, str] = {}
+    for node in nodes:
+        if node.op_type != "Transpose" or not scope_names(node.name):
+            continue
+        after = readers.get(node.outputs[0], [])
+        if (len(after) == 1 and after[0].op_type in LAYER_OPS and not scope_names(after[0].name)
+                and not torch_module_path(after[0].name) and not after[0].scope):
+            moved[after[0].name], moved[node.name] = node.name, ""
+    return moved
 
 
 class NameTable:

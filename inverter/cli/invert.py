@@ -38,7 +38,7 @@ def run(args) -> int:
     result = invert(network, image, nodes, config, weights=weights, progress=not args.quiet)
     files = write_result(result, out)
     summary = {**result.summary(), "files": {k: str(v) for k, v in files.items()}}
-    lines = [f"note: {line}" for line in assumptions(network)]
+    lines = [f"note: {line}" for line in assumptions(network)] + shadowed_names(network, result)
     for b in range(result.image.shape[0]):
         errors = ", ".join(f"{k} {v[b]:.4f} ({result.flat_error[k][b]:.3f} of a flat image's)"
                            for k, v in result.feature_error.items())
@@ -68,3 +68,18 @@ def run(args) -> int:
         # exit status stays 0 for now (short test runs of a few iterations are flat by design); the result
         # is marked "success": false in metrics.json and --json
     return 0
+
+
+def shadowed_names(network, result) -> list[str]:
+    """A name that is one node's and another node's output tensor (a Caffe layer whose blob its in-place ReLU
+    rewrites) means the tensor, as canonical names do across frameworks: say which node was inverted, and how
+    to ask for the other."""
+    lines = []
+    for typed, resolved in zip(result.nodes, result.resolved):
+        other = next((n for n in network.nodes if n.name == typed and n.name != resolved), None)
+        if other is not None and other.outputs:
+            done = network.resolve(typed)
+            lines.append(f"note: {typed!r} is the tensor {typed!r} after its in-place layers: inverted "
+                         f"{done.op_type} {done.name!r}; the {other.op_type} layer {typed!r} alone is "
+                         f"--node {other.outputs[0]!r}")
+    return lines

@@ -434,3 +434,21 @@ def test_nsfw_resnet_names_are_its_own_layers(nsfw):
         want[f"res{stage + 2}"] = f"relu_stage{stage}_block{blocks - 1}"
         want[f"res{stage + 2}a.branch1.conv"] = f"conv_stage{stage}_block0_proj_shortcut"
     assert {k: net.resolve(k).name for k in want} == want
+
+
+def test_an_in_place_blob_name_says_what_was_inverted(caffenet, tmp_path, capsys):
+    """`--node conv2` means Caffe's blob conv2 (after relu2, in place), the same tensor as the canonical conv2
+    in every framework; the summary names the node inverted and how to reach the Conv layer alone (issue 19)."""
+    from PIL import Image
+
+    from inverter.cli.main import main
+
+    *_, path = caffenet
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    code = main([str(path), "--node", "conv2", "--image", str(tmp_path / "p.png"), "--iterations", "2",
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "inverted Relu 'relu2'" in out and "--node 'conv2/conv2_out'" in out
+    net = load(path)
+    assert net.resolve("conv2/conv2_out").op_type == "Conv"

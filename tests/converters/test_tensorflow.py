@@ -375,3 +375,6 @@ def test_keras_resnet50_canonical_names_are_its_layers(tf_dir):
         assert f"/{layer}_1/" in got[k].name or f"/{layer}/" in got[k].name, (k, got[k].name)
     assert net.resolve("res5").name == net.resolve("res5c").name
     assert net.resolve("pool5").op_type in ("GlobalAveragePool", "ReduceMean")
+    # the first layer's name means its Conv, not the layout Transpose tf2onnx names after it (issue 19)
+    first = net.resolve("conv1_conv")
+    assert first.op_type == "Conv" and first is net.resolve("conv1.conv")
