@@ -100,7 +100,8 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
     architecture: the nn.Module a state_dict file is loaded into.
     size: input size (H, W): for exporters that trace (PyTorch; default 224), for Caffe and for
     TensorFlow models that leave the image size open.
-    inputs/outputs: tensor names for frozen TensorFlow graphs.
+    inputs/outputs: tensor names for frozen TensorFlow graphs; outputs: layer names for Caffe (only what they need
+    is converted).
     """
     framework = detect_framework(source)
     out_path = check_output(out_path, [source, weights])  # never a folder, never the source itself
@@ -127,7 +128,7 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
             from converters.frontends.caffe.convert import CAFFE_SPEC
 
             input_spec = (input_spec or CAFFE_SPEC).with_size(*size)
-        return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec)
+        return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec, outputs=outputs)
     if framework == "tensorflow":
         try:
             from converters.frontends.tensorflow import tensorflow_to_onnx

@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
     p.add_argument("--arch", help="architecture of a state_dict, or a zoo model to export (vgg16_hed, ...)")
     p.add_argument("--seed", type=config_value("seed", int), default=0, help="seed of random weights for --arch without weights")
     p.add_argument("--inputs", nargs="+", help="input tensor names (frozen TensorFlow graphs)")
-    p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs)")
+    p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs), or Caffe layer names: only the layers they need convert")
     add_common(p)
     add_input_spec_options(p)
 
