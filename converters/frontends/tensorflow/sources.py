@@ -147,8 +147,13 @@ def tflite_proto(path: Path, inputs, outputs, opset: int) -> onnx.ModelProto:
     if len(head) < 8 or head[4:8] != b"TFL3":
         raise ModelError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
 
+    from converters.frontends.tensorflow.tflite_custom import CUSTOM_DOMAIN, handlers
+
+    custom = handlers(path)
+
     def convert(batch: None):
         return tf2onnx.convert.from_tflite(str(path), input_names=inputs or None, output_names=outputs or None,
-                                           opset=opset)
+                                           opset=opset, custom_op_handlers=custom or None,
+                                           extra_opset=[onnx.helper.make_opsetid(CUSTOM_DOMAIN, 1)] if custom else None)
 
     return run_tf2onnx(convert, name=str(path), batch_retry=False)
