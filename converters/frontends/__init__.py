@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 from torch import nn
@@ -28,6 +29,33 @@ TENSORFLOW_FORMATS = ("keras", "function", "keras_file", "saved_model", "frozen_
 def _from_library(source, *prefixes: str) -> bool:
     """Whether the object's class or one of its bases comes from one of these packages."""
     return any(cls.__module__.startswith(prefixes) for cls in type(source).__mro__)
+
+
+def sniff_format(path: Path) -> str | None:
+    """The format a file's content shows, whatever its name (a Keras HDF5 model saved as `.model`): the HDF5
+    signature (offset 0 or a 512-byte multiple), TFLite's TFL3 identifier, a .keras zip (config.json with
+    model.weights.h5), a torch zip (data.pkl)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(2056)
+    except OSError:
+        return None
+    if any(data[o:o + 8] == b"\x89HDF\r\n\x1a\n" for o in (0, 512, 1024, 2048)):
+        return "keras_file"
+    if data[4:8] == b"TFL3":
+        return "tflite"
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except (OSError, zipfile.BadZipFile):
+            return None
+        if "config.json" in names and any(n.endswith(".weights.h5") or n == "metadata.json" for n in names):
+            return "keras_file"
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            from converters.frontends.pytorch import is_torchscript
+
+            return "torchscript" if is_torchscript(path) else "state_dict"
+    return None
 
 
 def detect_format(source) -> str:
@@ -69,6 +97,9 @@ def detect_format(source) -> str:
         from converters.frontends.pytorch import is_torchscript
 
         return "torchscript" if is_torchscript(path) else "state_dict"
+    sniffed = sniff_format(path)
+    if sniffed:
+        return sniffed
     raise ModelError(f"unknown model format {suffix or '(no suffix)'} for {path}; give .onnx, .prototxt + "
                      ".caffemodel, .keras/.h5/.pb/.tflite/SavedModel, or .pt/.pth")
 
