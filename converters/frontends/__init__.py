@@ -51,6 +51,8 @@ def sniff_format(path: Path) -> str | None:
             return None
         if "config.json" in names and any(n.endswith(".weights.h5") or n == "metadata.json" for n in names):
             return "keras_file"
+        if any(n.endswith("archive_format") for n in names):
+            return "torch_export"
         if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
             from converters.frontends.pytorch import is_torchscript
 
@@ -93,6 +95,8 @@ def detect_format(source) -> str:
         return "tflite"
     if suffix == ".onnx":
         return "onnx"
+    if suffix == ".pt2":
+        return "torch_export"
     if suffix in TORCH_SUFFIXES:
         from converters.frontends.pytorch import is_torchscript
 
@@ -145,6 +149,10 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
         from converters.frontends.pytorch import torchscript_to_onnx
 
         return torchscript_to_onnx(source, out_path, size=hw, input_spec=input_spec)
+    if framework == "torch_export":
+        from converters.frontends.pytorch import torch_export_to_onnx
+
+        return torch_export_to_onnx(source, out_path, size=tuple(size) if size else None, input_spec=input_spec)
     if framework == "state_dict":
         if architecture is None:
             raise ConversionError(f"{source} is a state_dict: name its architecture (--arch, e.g. vgg16_bn)")
