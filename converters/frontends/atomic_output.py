@@ -27,6 +27,14 @@ def check_output(out_path: str | Path, sources=()) -> Path:
     return out_path
 
 
+def default_file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give (0o666 less the umask): mkstemp's files are 0600 whatever the
+    umask, so an atomically written file is set to this before it is renamed into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_output(out_path: str | Path, sources=()):
     """Yield a temporary path next to `out_path`; on success it replaces `out_path`, on any error it is removed."""
@@ -40,6 +48,7 @@ def atomic_output(out_path: str | Path, sources=()):
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)

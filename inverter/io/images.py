@@ -115,6 +115,9 @@ def save_atomic(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        from converters.frontends.atomic_output import default_file_mode
+
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600: respect the umask like any other output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
