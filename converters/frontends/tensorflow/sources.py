@@ -251,13 +251,20 @@ def tflite_proto(path: Path, inputs, outputs, opset: int) -> onnx.ModelProto:
     if len(head) < 8 or head[4:8] != b"TFL3":
         raise ModelError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
 
-    from converters.frontends.tensorflow.tflite_custom import CUSTOM_DOMAIN, handlers
+    import tempfile
+
+    from converters.frontends.tensorflow.tflite_custom import CUSTOM_DOMAIN, densified, handlers
 
     custom = handlers(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = densified(path, Path(tmp))
+        if dense is not None:
+            log.info("%s: sparse weights made dense by the TFLite interpreter before tf2onnx", path.name)
 
-    def convert(batch: None):
-        return tf2onnx.convert.from_tflite(str(path), input_names=inputs or None, output_names=outputs or None,
-                                           opset=opset, custom_op_handlers=custom or None,
-                                           extra_opset=[onnx.helper.make_opsetid(CUSTOM_DOMAIN, 1)] if custom else None)
+        def convert(batch: None):
+            return tf2onnx.convert.from_tflite(str(dense or path), input_names=inputs or None,
+                                               output_names=outputs or None, opset=opset,
+                                               custom_op_handlers=custom or None,
+                                               extra_opset=[onnx.helper.make_opsetid(CUSTOM_DOMAIN, 1)] if custom else None)
 
-    return run_tf2onnx(convert, name=str(path), batch_retry=False)
+        return run_tf2onnx(convert, name=str(path), batch_retry=False)

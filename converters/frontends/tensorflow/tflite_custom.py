@@ -76,3 +76,46 @@ def handlers(path: Path) -> dict:
             ctx.set_shape(out.output[0], shape)
 
     return {**unknown, f"TFL_{TRANSPOSE_CONV_BIAS}": (transpose_conv_bias, [])}
+
+
+DENSIFY = 124  # BuiltinOperator.DENSIFY
+
+
+def densified(path: Path, folder: Path) -> Path | None:
+    """A copy of a TFLite file with sparse weights made dense, or None when it has none.
+
+    tf2onnx reads a sparse tensor's buffer as if it were dense ("cannot reshape array of size 77 into shape
+    (8,1,1,32)" on face_detection_full_range_sparse.tflite): TFLite stores those weights in its sparse format and a
+    DENSIFY op expands them when the interpreter prepares the graph. The interpreter's own expansion is read
+    back and written as the DENSIFY op's output constant, and the op removed."""
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    codes = model.operatorCodes
+    graph = model.subgraphs[0]
+    dense_ops = [op for op in graph.operators if max(codes[op.opcodeIndex].builtinCode,
+                                                     codes[op.opcodeIndex].deprecatedBuiltinCode) == DENSIFY]
+    if not dense_ops:
+        return None
+    # no XNNPACK delegate: it takes the DENSIFY op's consumers and their constants over
+    interpreter = tf.lite.Interpreter(str(path), experimental_preserve_all_tensors=True,
+                                      experimental_op_resolver_type=tf.lite.experimental.OpResolverType
+                                      .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    for op in dense_ops:
+        value = interpreter.get_tensor(int(op.outputs[0]))
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(np.ascontiguousarray(value).tobytes(), np.uint8)
+        model.buffers.append(buffer)
+        graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
+        sparse = graph.tensors[op.inputs[0]]
+        sparse.buffer, sparse.sparsity = 0, None  # nothing reads it now
+    graph.operators = [op for op in graph.operators if op not in dense_ops]
+    out = folder / path.name
+    flatbuffer_utils.write_model(model, str(out))
+    return out
