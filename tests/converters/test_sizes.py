@@ -53,3 +53,16 @@ def test_a_declared_size_is_refixed_when_the_graph_runs_there(tmp_path):
     assert float(np.abs(got.numpy() - ref).max() / np.abs(ref).max()) < 1e-5
     with pytest.raises(ModelError, match=r"fixed at 32x32 and its graph does not run at 50x50 .*--size 32,32"):
         load(path, size=(50, 50))
+
+
+def test_a_dynamic_model_takes_the_images_size_rounded_to_the_stride(tmp_path, capsys):
+    from PIL import Image
+
+    from inverter.cli.main import main
+
+    path = fpn(tmp_path / "dyn.onnx", ["H", "W"])
+    Image.fromarray((np.random.default_rng(2).random((50, 70, 3)) * 255).astype(np.uint8)).save(tmp_path / "im.png")
+    code = main(["invert", str(path), "--node", "conv2", "--image", str(tmp_path / "im.png"), "--iterations", "2",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert "using the image's 50x70 rounded to a multiple of 32, 64x64" in capsys.readouterr().err
