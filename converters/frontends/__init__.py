@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import shutil
+import zipfile
 from pathlib import Path
 
 from torch import nn
@@ -28,6 +29,35 @@ TENSORFLOW_FORMATS = ("keras", "function", "keras_file", "saved_model", "frozen_
 def _from_library(source, *prefixes: str) -> bool:
     """Whether the object's class or one of its bases comes from one of these packages."""
     return any(cls.__module__.startswith(prefixes) for cls in type(source).__mro__)
+
+
+def sniff_format(path: Path) -> str | None:
+    """The format a file's content shows, whatever its name (a Keras HDF5 model saved as `.model`): the HDF5
+    signature (offset 0 or a 512-byte multiple), TFLite's TFL3 identifier, a .keras zip (config.json with
+    model.weights.h5), a torch zip (data.pkl)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(2056)
+    except OSError:
+        return None
+    if any(data[o:o + 8] == b"\x89HDF\r\n\x1a\n" for o in (0, 512, 1024, 2048)):
+        return "keras_file"
+    if data[4:8] == b"TFL3":
+        return "tflite"
+    if zipfile.is_zipfile(path):
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except (OSError, zipfile.BadZipFile):
+            return None
+        if "config.json" in names and any(n.endswith(".weights.h5") or n == "metadata.json" for n in names):
+            return "keras_file"
+        if any(n.endswith("archive_format") for n in names):
+            return "torch_export"
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            from converters.frontends.pytorch import is_torchscript
+
+            return "torchscript" if is_torchscript(path) else "state_dict"
+    return None
 
 
 def detect_format(source) -> str:
@@ -65,10 +95,15 @@ def detect_format(source) -> str:
         return "tflite"
     if suffix == ".onnx":
         return "onnx"
+    if suffix == ".pt2":
+        return "torch_export"
     if suffix in TORCH_SUFFIXES:
         from converters.frontends.pytorch import is_torchscript
 
         return "torchscript" if is_torchscript(path) else "state_dict"
+    sniffed = sniff_format(path)
+    if sniffed:
+        return sniffed
     raise ModelError(f"unknown model format {suffix or '(no suffix)'} for {path}; give .onnx, .prototxt + "
                      ".caffemodel, .keras/.h5/.pb/.tflite/SavedModel, or .pt/.pth")
 
@@ -100,7 +135,8 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
     architecture: the nn.Module a state_dict file is loaded into.
     size: input size (H, W): for exporters that trace (PyTorch; default 224), for Caffe and for
     TensorFlow models that leave the image size open.
-    inputs/outputs: tensor names for frozen TensorFlow graphs.
+    inputs/outputs: tensor names for frozen TensorFlow graphs; outputs: layer names for Caffe (only what they need
+    is converted).
     """
     framework = detect_framework(source)
     out_path = check_output(out_path, [source, weights])  # never a folder, never the source itself
@@ -113,6 +149,10 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
         from converters.frontends.pytorch import torchscript_to_onnx
 
         return torchscript_to_onnx(source, out_path, size=hw, input_spec=input_spec)
+    if framework == "torch_export":
+        from converters.frontends.pytorch import torch_export_to_onnx
+
+        return torch_export_to_onnx(source, out_path, size=tuple(size) if size else None, input_spec=input_spec)
     if framework == "state_dict":
         if architecture is None:
             raise ConversionError(f"{source} is a state_dict: name its architecture (--arch, e.g. vgg16_bn)")
@@ -127,7 +167,7 @@ def to_onnx(source, out_path: str | Path, *, weights: str | Path | None = None,
             from converters.frontends.caffe.convert import CAFFE_SPEC
 
             input_spec = (input_spec or CAFFE_SPEC).with_size(*size)
-        return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec)
+        return caffe_to_onnx(prototxt, caffemodel, out_path, input_spec=input_spec, outputs=outputs)
     if framework == "tensorflow":
         try:
             from converters.frontends.tensorflow import tensorflow_to_onnx

@@ -29,6 +29,14 @@ def check_output(out_path: str | Path, sources=()) -> Path:
     return out_path
 
 
+def default_file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give (0o666 less the umask): mkstemp's files are 0600 whatever the
+    umask, so an atomically written file is set to this before it is renamed into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_output(out_path: str | Path, sources=(), needed: int | None = None):
     """Yield a temporary path next to `out_path`; on success it replaces `out_path`, on any error it is removed.
@@ -45,6 +53,7 @@ def atomic_output(out_path: str | Path, sources=(), needed: int | None = None):
         if needed is not None and needed > shutil.disk_usage(out_path.parent).free:
             raise OSError(errno.ENOSPC, "not enough room")
         yield tmp
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, out_path)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

@@ -26,7 +26,10 @@ def export_module(module: nn.Module, path: str | Path, *, size: tuple[int, int] 
     `/layer2/layer2.1/conv1/Conv`; TrainingMode.PRESERVE without constant folding: BN stays
     a BatchNormalization node instead of being folded into the Conv before it)."""
     path = Path(path)
-    module = module.eval()
+    try:
+        module = module.eval()
+    except NotImplementedError:  # torch.export's module keeps the mode it was exported in
+        pass
     spec = (input_spec or InputSpec()).with_size(*size)
     x = torch.zeros(1, 3, *size) if spec.layout == "NCHW" else torch.zeros(1, *size, 3)
     buffer = io.BytesIO()
@@ -112,3 +115,48 @@ def state_dict_to_onnx(path: str | Path, architecture: nn.Module, out_path: str 
     """A state_dict file loaded into `architecture` (an nn.Module instance), exported to ONNX."""
     module = load_weights(architecture, read_state_dict(path), str(path))
     return export_module(module, out_path, size=size, input_spec=input_spec, opset=opset)
+
+
+def torch_export_to_onnx(path: str | Path, out_path: str | Path, *, size: tuple[int, int] | None = None,
+                         input_spec: InputSpec | None = None, opset: int = OPSET) -> Path:
+    """A torch.export archive (.pt2, torch.export.save) -> ONNX. The archive holds a serialized graph and its
+    weights, no pickled Python; its module runs at the size it was exported with unless the export left it dynamic."""
+    path = Path(path)
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ConversionError(f"{path} is not a loadable torch.export archive ({first_line(exc)}); "
+                              "save it with torch.export.save") from None
+    example = getattr(program, "example_inputs", None)
+    args = example[0] if example else ()
+    if size is None:
+        size = tuple(args[0].shape[-2:]) if args and getattr(args[0], "dim", lambda: 0)() == 4 else (224, 224)
+    return export_module(program.module(), out_path, size=size, input_spec=input_spec, opset=opset)
+
+
+def architecture_from_name(name: str) -> nn.Module:
+    """`package.module:Class` -> Class() imported by name from the user's environment (the user's own code, never
+    anything read from the model file)."""
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise ConversionError(f"--arch {name!r}: give package.module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConversionError(f"--arch {name!r}: cannot import {module_name} ({first_line(exc)}); "
+                              "install it or add its folder to PYTHONPATH") from None
+    target = module
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ConversionError(f"--arch {name!r}: {module_name} has no {attr}")
+    try:
+        built = target()
+    except TypeError as exc:
+        raise ConversionError(f"--arch {name!r}: {attr}() needs arguments ({first_line(exc)}); "
+                              "give a function or class that builds the model with no arguments") from None
+    if not isinstance(built, nn.Module):
+        raise ConversionError(f"--arch {name!r}: {attr}() returned a {type(built).__name__}, not an nn.Module")
+    return built

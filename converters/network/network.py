@@ -80,6 +80,7 @@ class Network(nn.Module):
         checks.check_size(model, self.input_name, self.input_spec, given=size is not None)
         # before anything folds or runs the graph: a 1 KB file may declare a 115 GB tensor
         self.memory_estimate = check_memory(model, self.input_name, shape, max_memory)
+        unfixed = model.SerializeToString() if size else None  # to find a size it runs at, should this one fail
         if normalise.fix_input_shape(model, chosen.name, shape) or normalise.has_dynamic_shapes(model) or moved:
             model = normalise.fold_shapes(model)
         if self.quantized:
@@ -87,7 +88,10 @@ class Network(nn.Module):
         model = prepare(model, strict=False)
         self.onnx_model = model
         initializers = {t.name for t in model.graph.initializer}
-        converted, reasons, gm, safe = self._convert(model, unsupported_nodes(model))
+        try:
+            converted, reasons, gm, safe = self._convert(model, unsupported_nodes(model))
+        except ModelError as exc:
+            raise self._size_error(exc, unfixed) from None
         self.converted_model = converted
         # NaN, inf, 1e38 in a weight: refused at load (not "diverged after 0 iterations"), before the graph runs
         checks.check_loaded_weights(itertools.chain(gm.parameters(), gm.buffers()), converted)
@@ -114,7 +118,10 @@ class Network(nn.Module):
         self._fx_by_module = {n.target: n for n in gm.graph.nodes if n.op == "call_module"}
         self._producer = producers(self.nodes)
         self._cuts: dict[tuple[str, ...], fx.GraphModule] = {}
-        self._record_shapes()
+        try:
+            self._record_shapes()
+        except ModelError as exc:
+            raise self._size_error(exc, unfixed) from None
         assign_aliases(self.nodes, initializers)
         from converters.network.receptive_field import assign_receptive_fields
         assign_receptive_fields(self.nodes, model)
@@ -224,6 +231,20 @@ class Network(nn.Module):
             raise ModelError(f"no other graph input named {', '.join(others)}")
         return chosen
 
+    def _size_error(self, exc: ModelError, unfixed: bytes | None) -> ModelError:
+        """A failure at a --size the graph does not take, said with the nearest size it runs at."""
+        from converters.network.sizes import nearest_size, size_problem
+
+        if unfixed is None:
+            return exc
+        h, w = self.input_spec.size
+        problem = size_problem(unfixed, self.input_name, self.input_spec.tensor_shape(1))
+        if problem is None:  # it runs at this size: the failure is not about the size
+            return exc
+        near = nearest_size(unfixed, self.input_name, self.input_spec, (h, w))
+        hint = f"--size {near[0]},{near[1]} runs" if near else "no size near it runs either; check the file"
+        return ModelError(f"the model does not run on a {h}x{w} input (onnxruntime: {problem}); {hint}")
+
     # -- input spec
     @staticmethod
     def _input_spec(model, value_info, given: InputSpec | None, size) -> InputSpec:
@@ -244,8 +265,16 @@ class Network(nn.Module):
             except ModelError as exc:
                 raise ModelError(f"input {value_info.name!r} has {channels} channels: {exc}") from None
         if h and w:
-            if size and tuple(size) != (h, w):
-                raise ModelError(f"the model's input size is fixed at {h}x{w}; drop --size or pass --size {h},{w}")
+            if size and tuple(size) != (h, w):  # a fully convolutional graph runs at other sizes than it declares
+                from converters.network.sizes import size_problem
+
+                problem = size_problem(model.SerializeToString(), value_info.name, spec.with_size(*size).tensor_shape(1))
+                if problem is not None:
+                    raise ModelError(f"the model's input size is fixed at {h}x{w} and its graph does not run at "
+                                     f"{size[0]}x{size[1]} (onnxruntime: {problem}); drop --size or pass --size {h},{w}")
+                log.warning("the model declares its input as %dx%d; its graph runs at %dx%d: re-fixed there",
+                            h, w, *size)
+                return spec.with_size(*size)
             return spec.with_size(h, w)
         if size:
             return spec.with_size(*size)

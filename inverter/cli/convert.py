@@ -14,10 +14,11 @@ def add_arguments(p) -> None:
     p.add_argument("source", nargs="?", type=Path, help="the model (omit with --arch for a zoo model)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--weights", type=Path, help="the .caffemodel of a .prototxt")
-    p.add_argument("--arch", help="architecture of a state_dict, or a zoo model to export (vgg16_hed, ...)")
+    p.add_argument("--arch", help="architecture of a state_dict: a zoo model (vgg16_hed, ...) or package.module:Class "
+                   "(your own code, imported by name)")
     p.add_argument("--seed", type=config_value("seed", int), default=0, help="seed of random weights for --arch without weights")
     p.add_argument("--inputs", nargs="+", help="input tensor names (frozen TensorFlow graphs)")
-    p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs)")
+    p.add_argument("--outputs", nargs="+", help="output tensor names (frozen TensorFlow graphs), or Caffe layer names: only the layers they need convert")
     add_common(p)
     add_input_spec_options(p)
 
@@ -39,7 +40,15 @@ def _convert(args, output) -> tuple[dict, str]:
 
     overrides = spec_overrides(args)
     size = args.size
-    if args.arch:
+    if args.arch and ":" in args.arch:  # package.module:Class, the user's own code imported by name
+        from converters.frontends.pytorch import architecture_from_name
+
+        if args.source is None:
+            raise ConfigError(f"--arch {args.arch} needs the state_dict file to load into it")
+        spec = InputSpec().replace(**overrides) if any(v is not None for v in overrides.values()) else None
+        out = to_onnx(args.source, output, architecture=architecture_from_name(args.arch), size=size,
+                      input_spec=spec)
+    elif args.arch:
         from models.zoo import ARCHITECTURES, build
 
         if args.arch not in ARCHITECTURES:

@@ -271,9 +271,9 @@ def load_network(args, path: Path | None = None, notes: bool = True):
     overrides = spec_overrides(args)
     size_ = getattr(args, "size", None)
     input_name = getattr(args, "input_name", None)
-    if not any(v is not None for v in overrides.values()):
-        network = load(path, size=size_, input_name=input_name, **speed_options(args))
-    else:
+    def build(size_):
+        if not any(v is not None for v in overrides.values()):
+            return load(path, size=size_, input_name=input_name, **speed_options(args))
         model = read_onnx(path, speed_options(args)["max_memory"])
         try:
             base, ignored = recorded_spec(model), None
@@ -285,10 +285,40 @@ def load_network(args, path: Path | None = None, notes: bool = True):
                           **speed_options(args))
         if ignored:
             network.notes.append(ignored)
+        return network
+
+    from converters.errors import ModelError
+
+    try:
+        network = build(size_)
+    except ModelError as exc:
+        image = image_size(args)
+        if size_ is not None or image is None or "input size is dynamic" not in str(exc):
+            raise
+        # a dynamic model takes the image's own size, rounded to a stride CNNs take
+        size_ = tuple(max(32, round(v / 32) * 32) for v in image)
+        print(f"note: {Path(path).name}: the input size is dynamic: using the image's {image[0]}x{image[1]} "
+              f"rounded to a multiple of 32, {size_[0]}x{size_[1]} (set it with --size)", file=sys.stderr)
+        network = build(size_)
     if notes:
         for line in assumptions(network):
             print(f"note: {Path(path).name}: {line}", file=sys.stderr)
     return network
+
+
+def image_size(args) -> tuple[int, int] | None:
+    """(H, W) of the first --image on the command line, read from its header; None without one."""
+    images = getattr(args, "image", None)
+    first = images[0] if isinstance(images, list) and images else images
+    if not first:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(first) as im:
+            return im.size[1], im.size[0]
+    except (OSError, ValueError):
+        return None  # the image's own loader says what is wrong with it
 
 
 def assumptions(network) -> list[str]:

@@ -192,7 +192,10 @@ def _write_files(items: list[tuple[Path, object]]) -> None:
             else:
                 os.close(fd)
                 data(Path(tmp))
+        from converters.frontends.atomic_output import default_file_mode
+
         for tmp, current in temps:
+            os.chmod(tmp, default_file_mode())  # mkstemp makes 0600: respect the umask like any other output
             os.replace(tmp, current)
     except OSError as exc:
         if exc.errno in NO_SPACE:

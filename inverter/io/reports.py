@@ -79,6 +79,18 @@ def save_figure(fig, path: Path) -> Path:
     return save_atomic(path, buffer.getvalue())
 
 
+def fit_text(text: str, chars: int, lines: int = 3) -> str:
+    """Text wrapped to `chars` per line and at most `lines` lines, the middle elided (node names of 200
+    characters, `/model/backbone/.../Conv`, keep both ends)."""
+    import textwrap
+
+    chars = max(int(chars), 12)
+    if len(text) > chars * lines:
+        keep = chars * lines - 1
+        text = text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2):]
+    return "\n".join(textwrap.wrap(text, chars, break_long_words=True, break_on_hyphens=False)) or text
+
+
 def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title: str | None = None,
          rows: list[str] | None = None, columns: int | None = None) -> Path:
     """A labelled grid: one column per image, or rows x columns when `rows` names the rows,
@@ -88,13 +100,15 @@ def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title:
     else:
         n_cols = min(columns or len(images), len(images))
         n_rows = math.ceil(len(images) / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.9 * n_rows + (0.4 if title else 0)),
+    title = fit_text(title, 11 * 2.6 * n_cols) if title else title
+    title_in = 0.2 + 0.18 * title.count("\n") if title else 0.0  # inches the (wrapped) title takes
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.9 * n_rows + title_in + (0.2 if title else 0)),
                              squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < len(images):
             ax.imshow(to_pil(images[k]).convert("RGB"))
-            ax.set_title(labels[k], fontsize=8)
+            ax.set_title(fit_text(labels[k], 30, 2), fontsize=8)
     if rows:
         for r, name in enumerate(rows):
             axes[r, 0].text(-0.05, 0.5, name, transform=axes[r, 0].transAxes, rotation=90,
@@ -102,6 +116,8 @@ def grid(images: list[torch.Tensor], labels: list[str], path: str | Path, title:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if title:  # tight_layout ignores the suptitle: keep the axes (and their 2-line labels) below it
+        fig.subplots_adjust(top=1 - (title_in + 0.15) / fig.get_figheight())
     return save_figure(fig, Path(path))
 
 
@@ -111,13 +127,14 @@ def loss_plot(history: dict[str, np.ndarray], path: str | Path, title: str = "")
     for name, values in history.items():
         series = np.asarray(values)[:, 0] if np.ndim(values) == 2 else np.asarray(values)
         if len(series) and np.all(np.isfinite(series)) and np.any(series > 0):
-            ax.plot(np.arange(1, len(series) + 1), np.abs(series), label=name, lw=1.4 if name == "total" else 1)
+            ax.plot(np.arange(1, len(series) + 1), np.abs(series), label=fit_text(name, 32, 2),
+                    lw=1.4 if name == "total" else 1)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss term (weighted)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(fit_text(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: never on a curve
     fig.tight_layout()
     return save_figure(fig, Path(path))
 

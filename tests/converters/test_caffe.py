@@ -452,3 +452,60 @@ def test_an_in_place_blob_name_says_what_was_inverted(caffenet, tmp_path, capsys
     assert "inverted Relu 'relu2'" in out and "--node 'conv2/conv2_out'" in out
     net = load(path)
     assert net.resolve("conv2/conv2_out").op_type == "Conv"
+
+
+# ----------------------------------------------------------------------------- SSD family, cut by --outputs
+SSD = """
+name: "ssd_like"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 24 dim: 24 }
+layer { name: "conv4_3" type: "Convolution" bottom: "data" top: "conv4_3" convolution_param { num_output: 8 kernel_size: 3 pad: 1 } }
+layer { name: "relu4_3" type: "ReLU" bottom: "conv4_3" top: "conv4_3" }
+layer { name: "conv4_3_norm" type: "Normalize" bottom: "conv4_3" top: "conv4_3_norm"
+        norm_param { across_spatial: false scale_filler { type: "constant" value: 20 } channel_shared: false } }
+layer { name: "whole_norm" type: "Normalize" bottom: "conv4_3" top: "whole_norm"
+        norm_param { across_spatial: true channel_shared: true eps: 0.001 } }
+layer { name: "conv4_3_norm_mbox_loc" type: "Convolution" bottom: "conv4_3_norm" top: "conv4_3_norm_mbox_loc"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1 } }
+layer { name: "conv4_3_norm_mbox_loc_perm" type: "Permute" bottom: "conv4_3_norm_mbox_loc"
+        top: "conv4_3_norm_mbox_loc_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "conv4_3_norm_mbox_loc_flat" type: "Flatten" bottom: "conv4_3_norm_mbox_loc_perm"
+        top: "conv4_3_norm_mbox_loc_flat" flatten_param { axis: 1 } }
+layer { name: "conv4_3_norm_mbox_priorbox" type: "PriorBox" bottom: "conv4_3_norm" bottom: "data"
+        top: "conv4_3_norm_mbox_priorbox"
+        prior_box_param { min_size: 30.0 aspect_ratio: 2 flip: true clip: false variance: 0.1 variance: 0.1
+                          variance: 0.2 variance: 0.2 step: 8 offset: 0.5 } }
+"""
+SSD_BLOBS = {"conv4_3": [(8, 3, 3, 3), (8,)], "conv4_3_norm": [(8,)], "whole_norm": [(1,)],
+             "conv4_3_norm_mbox_loc": [(16, 8, 3, 3), (16,)]}
+
+
+def test_ssd_normalize_permute_and_a_cut_before_priorbox(tmp_path):
+    """SSD's Normalize (per pixel with per-channel scale; over the sample with one scale) and Permute against
+    OpenCV; PriorBox has no converter: `outputs` converts only what the named layers need."""
+    rng = np.random.default_rng(0)
+    prototxt = tmp_path / "ssd.prototxt"
+    prototxt.write_text(SSD)
+    net = read_prototxt(prototxt)
+    for layer in net.layer:
+        for shape in SSD_BLOBS.get(layer.name, []):
+            layer.blobs.append(make_blob((rng.standard_normal(shape) * 0.3 + (20 if "norm" in layer.name else 0))
+                                         .astype(np.float32)))
+    caffemodel = tmp_path / "ssd.caffemodel"
+    caffemodel.write_bytes(net.SerializeToString())
+    with pytest.raises(ConversionError, match="PriorBox"):
+        caffe_to_onnx(prototxt, caffemodel, tmp_path / "whole.onnx")
+    wanted = ["conv4_3_norm_mbox_loc_flat", "whole_norm"]
+    path = caffe_to_onnx(prototxt, caffemodel, tmp_path / "cut.onnx", outputs=wanted)
+    model = onnx.load(str(path))
+    assert not any("priorbox" in n.name for n in model.graph.node)
+    assert sorted(o.name for o in model.graph.output) == sorted(wanted)
+    x = caffe_input(24)
+    errors = assert_matches_opencv(prototxt, caffemodel, path, x,
+                                   ["conv4_3_norm", "whole_norm", "conv4_3_norm_mbox_loc_perm", *wanted])
+    assert all(e < TOL for e in errors.values())
+    # a layer's name cuts after it: the in-place ReLU that follows conv4_3 is left out
+    pre = onnx.load(str(caffe_to_onnx(prototxt, caffemodel, tmp_path / "pre.onnx", outputs=["conv4_3"])))
+    assert [n.op_type for n in pre.graph.node] == ["Conv"]
+    with pytest.raises(ConversionError, match="no Caffe layer or blob named 'nope'"):
+        caffe_to_onnx(prototxt, caffemodel, tmp_path / "x.onnx", outputs=["nope"])

@@ -129,3 +129,50 @@ def test_a_refused_attribute_cuts_before_its_node(tmp_path):
     assert torch.allclose(got, torch.relu(torch.nn.functional.conv2d(x, torch.from_numpy(W), padding=1)), atol=1e-5)
     with pytest.raises(NodeError, match="mode='wrap'"):
         net(x, outputs=["after"])
+
+
+def _auto_pad_model(op, auto_pad, size, stride, k=3, opset=13, **attrs):
+    """One op with auto_pad on a 1x3xHxW input (H odd or even), ORT infers the output shape."""
+    rng = np.random.default_rng(1)
+    inits, inputs = {}, ["x"]
+    if op in ("Conv", "ConvTranspose"):
+        inits = {"w": rng.standard_normal((3, 4, k, k) if op == "ConvTranspose" else (4, 3, k, k)).astype(np.float32),
+                 "b": rng.standard_normal(4).astype(np.float32)}
+        inputs += ["w", "b"]
+    else:
+        attrs["kernel_shape"] = [k, k]
+    if auto_pad.startswith("["):
+        attrs["pads"] = eval(auto_pad)  # explicit asymmetric pads
+    else:
+        attrs["auto_pad"] = auto_pad
+    node = h.make_node(op, inputs, ["y"], name=f"the_{op}", strides=[stride, stride], **attrs)
+    graph = h.make_graph([node], "g", [h.make_tensor_value_info("x", T.FLOAT, [1, 3, size, size + 1])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [None] * 4)],
+                         [nh.from_array(v, n) for n, v in inits.items()])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("op,attrs", [("Conv", {}), ("Conv", {"k": 4}), ("ConvTranspose", {}),
+                                      ("MaxPool", {}), ("AveragePool", {"count_include_pad": 0}),
+                                      ("AveragePool", {"count_include_pad": 1})])
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+@pytest.mark.parametrize("size,stride", [(8, 1), (9, 2), (10, 3)])
+def test_auto_pad(tmp_path, op, attrs, auto_pad, size, stride):
+    """keras2onnx writes SAME_UPPER: every op with every auto_pad, odd and even sizes (H, W = size, size + 1) and an
+    even kernel (odd total padding). onnxruntime refuses SAME with dilations, so that case follows the spec untested."""
+    parity(_auto_pad_model(op, auto_pad, size, stride, **attrs), tmp_path, shape=(1, 3, size, size + 1))
+
+
+@pytest.mark.parametrize("op,attrs", [("AveragePool", {"count_include_pad": 0}), ("AveragePool", {"count_include_pad": 1}),
+                                      ("MaxPool", {}), ("ConvTranspose", {})])
+def test_asymmetric_pads(tmp_path, op, attrs):
+    """Explicit asymmetric pads onnx2torch refuses for AveragePool and ConvTranspose."""
+    parity(_auto_pad_model(op, "[0, 1, 2, 1]", 9, 2, **attrs), tmp_path, shape=(1, 3, 9, 10))
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space(tmp_path, mode):
+    w = np.random.default_rng(2).standard_normal((8, 3, 1, 1)).astype(np.float32)
+    m = model([h.make_node("Conv", ["x", "w"], ["c"]), h.make_node("DepthToSpace", ["c"], ["y"], blocksize=2, mode=mode)],
+              {"w": w}, [1, 3, 3, 5], [1, 2, 6, 10], opset=13)
+    parity(m, tmp_path, shape=(1, 3, 3, 5))

@@ -378,3 +378,45 @@ def test_keras_resnet50_canonical_names_are_its_layers(tf_dir):
     # the first layer's name means its Conv, not the layout Transpose tf2onnx names after it (issue 19)
     first = net.resolve("conv1_conv")
     assert first.op_type == "Conv" and first is net.resolve("conv1.conv")
+
+
+
+
+def _small_keras_h5(path):
+    inp = keras.Input((16, 16, 3))
+    y = keras.layers.MaxPooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    model = keras.Model(inp, y)
+    model.save(path)
+    return model
+
+
+def test_keras_format_by_content_and_legacy_tf_keras_configs(tmp_path):
+    """An HDF5 model named .model is read by its signature; a tf.keras 2 .h5 whose initializers carry `dtype`
+    (Keras 3 refuses them) loads from a cleaned copy of its config, and matches Keras on the original weights."""
+    import json
+    import shutil
+
+    import h5py
+
+    from converters.frontends import detect_format
+    from converters.frontends.tensorflow.sources import _cause
+
+    model = _small_keras_h5(tmp_path / "k.h5")
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 3)).astype(np.float32)
+    ref = model(x).numpy()
+    shutil.copy(tmp_path / "k.h5", tmp_path / "k.model")
+    assert detect_format(tmp_path / "k.model") == "keras_file"
+    legacy = tmp_path / "legacy.h5"
+    shutil.copy(tmp_path / "k.h5", legacy)
+    with h5py.File(legacy, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            if "kernel_initializer" in layer["config"]:
+                layer["config"]["kernel_initializer"]["config"]["dtype"] = "float32"
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(Exception) as refused:
+        keras.models.load_model(legacy, compile=False)
+    assert "unexpected keyword argument 'dtype'" in _cause(refused.value)  # the root cause, not cut off
+    for name in ("k.model", "legacy.h5"):
+        path = tensorflow_to_onnx(tmp_path / name, tmp_path / f"{name}.onnx")
+        assert rel(onnxruntime_output(path, x), ref) < TOL

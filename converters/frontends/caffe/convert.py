@@ -122,12 +122,41 @@ def _default_spec(layers: list[LayerParameter]) -> InputSpec:
     return CAFFE_SPEC
 
 
+def needed_layers(layers: list[LayerParameter], outputs: list[str]) -> list[LayerParameter]:
+    """The layers that the named output layers (or blobs) need, in net order: walking back from the last, a
+    layer is kept when it is named or writes a blob a kept layer reads at that point (in-place layers after
+    a named layer are not)."""
+    names = {layer.name for layer in layers}
+    blobs = {top for layer in layers for top in layer.top}
+    unknown = [o for o in outputs if o not in names and o not in blobs]
+    if unknown:
+        raise ConversionError(f"no Caffe layer or blob named {', '.join(map(repr, unknown))}; "
+                              f"layers: {', '.join(layer.name for layer in layers[:20])}"
+                              f"{' ...' if len(layers) > 20 else ''}")
+    # a blob name stands for the last layer writing it
+    wanted_layers = {o for o in outputs if o in names}
+    for o in outputs:
+        if o not in names:
+            wanted_layers.add(next(layer.name for layer in reversed(layers) if o in layer.top))
+    wanted: set[str] = set()
+    keep: list[LayerParameter] = []
+    for layer in reversed(layers):
+        if layer.name in wanted_layers or any(top in wanted for top in layer.top):
+            keep.append(layer)
+            wanted -= set(layer.top)
+            wanted |= set(layer.bottom)
+    return keep[::-1]
+
+
 def caffe_to_onnx(prototxt: str | Path, caffemodel: str | Path, out_path: str | Path, *,
-                  input_spec: InputSpec | None = None, opset: int = OPSET) -> Path:
+                  input_spec: InputSpec | None = None, opset: int = OPSET,
+                  outputs: list[str] | None = None) -> Path:
     """Convert a Caffe deploy net and its weights to an ONNX file (batch dimension dynamic).
 
     input_spec: the preprocessing to record (default: BGR, [0, 255], ImageNet mean subtracted);
     a size in it replaces the prototxt's input height and width.
+    outputs: layer (or blob) names: only the layers they need are converted (a detection head with layers
+    this converter lacks is cut off), and the graph's outputs are theirs.
     """
     if not MIN_OPSET <= opset <= OPSET:
         raise ConversionError(f"Caffe nets convert at ONNX opset {MIN_OPSET} to {OPSET}, not {opset}")
@@ -139,6 +168,14 @@ def caffe_to_onnx(prototxt: str | Path, caffemodel: str | Path, out_path: str | 
             weights[layer.name] = layer
     layers = _active_layers(net)
     spec = input_spec or _default_spec(layers)
+    if outputs:
+        kept = needed_layers(layers, outputs)
+        kept_names = {layer.name for layer in kept}
+        cut = [layer for layer in layers if layer.name not in kept_names and layer.type not in TRAINING_ONLY]
+        if cut:
+            log.info("--outputs %s: %d Caffe layer(s) not needed are not converted (%s)", " ".join(outputs),
+                     len(cut), ", ".join(sorted({layer.type for layer in cut})))
+        layers = kept
     builder = Builder(weights, spec.size)
     _net_inputs(net, builder)
     _plan_folds(layers, builder)

@@ -272,6 +272,14 @@ SCHEMA: dict[str, tuple[list[tuple], dict[str, list[tuple[str, int]]]]] = {
         ("engine", 1, "enum:SoftmaxParameter.Engine", "opt", "DEFAULT"),
         ("axis", 2, "int32", "opt", "1"),
     ], {"Engine": ENGINE}),
+    # SSD's Caffe fork (weiliu89/caffe): the face detectors and SSD nets use them
+    "NormalizeParameter": ([
+        ("across_spatial", 1, "bool", "opt", "true"),
+        ("scale_filler", 2, "FillerParameter", "opt", None),
+        ("channel_shared", 3, "bool", "opt", "true"),
+        ("eps", 4, "float", "opt", "1e-10"),
+    ], {}),
+    "PermuteParameter": ([("order", 1, "uint32", "rep", None)], {}),
     "TanHParameter": ([("engine", 1, "enum:TanHParameter.Engine", "opt", "DEFAULT")], {"Engine": ENGINE}),
     "ThresholdParameter": ([("threshold", 1, "float", "opt", "0")], {}),
     "TileParameter": ([
@@ -320,6 +328,8 @@ LAYER_PARAMS = [
     ("tanh_param", 127, 37, "TanHParameter"),
     ("threshold_param", 128, 25, "ThresholdParameter"),
     ("tile_param", 138, None, "TileParameter"),
+    ("permute_param", 202, None, "PermuteParameter"),
+    ("norm_param", 206, None, "NormalizeParameter"),
 ]
 
 SCHEMA["LayerParameter"] = ([

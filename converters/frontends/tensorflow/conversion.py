@@ -204,7 +204,15 @@ def _layout(model: onnx.ModelProto) -> tuple[str, tuple[int, int] | None]:
 
 
 def finish(model: onnx.ModelProto, out_path: Path, input_spec: InputSpec | None, name: str) -> Path:
+    from converters.frontends.tensorflow.tflite_custom import CUSTOM_DOMAIN
+
     bad = _unconverted(model)
+    kept = [n for n in bad if n.domain == CUSTOM_DOMAIN]  # TFLite custom ops: the layers below stay usable
+    if kept:
+        log.warning("%s: custom op(s) %s kept as %s nodes; the layers that need them are not converted",
+                    name, ", ".join(sorted({f"{n.op_type.removeprefix('TFL_')} ({n.name!r})" for n in kept})),
+                    CUSTOM_DOMAIN)
+        bad = [n for n in bad if n.domain != CUSTOM_DOMAIN]
     if bad:
         raise ConversionError(unsupported_ops(bad, "TensorFlow op",
                                               "tf2onnx has no ONNX equivalent: cut the model before it or replace the op"))

@@ -2,45 +2,149 @@
 GraphDef .pb and a .tflite flatbuffer, each turned into an ONNX graph through tf2onnx."""
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
 import onnx
 
 from converters.errors import ConversionError, ModelError, first_line
-from converters.frontends.tensorflow.conversion import image_signature, run_tf2onnx, with_batch
+from converters.frontends.tensorflow.conversion import (
+    image_signature,
+    run_tf2onnx,
+    with_batch,
+)
 
 _NOT_DATA_OPS = {"NoOp", "Const", "Assert", "SaveV2", "RestoreV2", "VarHandleOp", "VariableV2",
                  "Identity_n", "PrintV2", "Placeholder"}
 
 
+log = logging.getLogger(__name__)
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: Path) -> bool:
+    """The HDF5 signature at offset 0 (or 512, 1024, 2048: a user block before it)."""
+    try:
+        with open(path, "rb") as f:
+            for offset in (0, 512, 1024, 2048):
+                f.seek(offset)
+                if f.read(8) == HDF5_SIGNATURE:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def _cause(exc: BaseException) -> str:
+    """One line with the error and its root cause: Keras nests causes as 'Exception encountered: ...' (the
+    last is the root), Python chains them."""
+    text = str(exc)
+    head = first_line(exc, limit=160)
+    for marker in ("Exception encountered:", "Error encountered:"):
+        if marker in text:
+            tail = text.rsplit(marker, 1)[1].strip()
+            cause = tail.splitlines()[0][:300] if tail else ""
+            return f"{head} ... caused by: {cause}" if cause and cause not in head else head
+    inner = exc.__cause__ or exc.__context__
+    if inner is not None and str(inner).strip() and first_line(inner) not in head:
+        return f"{head} (caused by {type(inner).__name__}: {first_line(inner, limit=300)})"
+    return head
+
+
+def _clean_config(node):
+    """A tf.keras 2 config made readable by Keras 3: initializers lose the `dtype` argument Keras 3 refuses."""
+    if isinstance(node, dict):
+        out = {k: _clean_config(v) for k, v in node.items()}
+        for key, value in out.items():
+            if (key.endswith("_initializer") or key == "initializer") and isinstance(value, dict) \
+                    and isinstance(value.get("config"), dict):
+                value["config"].pop("dtype", None)
+        return out
+    if isinstance(node, list):
+        return [_clean_config(v) for v in node]
+    return node
+
+
+def _cleaned_h5(path: Path, folder: Path) -> Path | None:
+    """A copy of a legacy .h5 whose model_config was cleaned (data only: JSON in, JSON out); None if nothing changed."""
+    import json
+    import shutil
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+        if raw is None:
+            return None
+        raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+        cleaned = json.dumps(_clean_config(json.loads(raw)))
+    except (OSError, ValueError):  # a corrupt file: the first error stands
+        return None
+    if cleaned == json.dumps(json.loads(raw)):
+        return None
+    copy = folder / "model.h5"
+    shutil.copyfile(path, copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["model_config"] = cleaned
+    return copy
+
+
 def load_keras_file(path: Path):
-    """keras.models.load_model in safe mode, without compiling; every failure is one clear line."""
+    """keras.models.load_model in safe mode, without compiling; every failure is one clear line with its cause.
+
+    The format is read from the content: an HDF5 file under any name (`.model`) loads as legacy .h5; a
+    tf.keras 2 .h5 whose config Keras 3 refuses (initializer `dtype`) loads from a cleaned copy of its config."""
+    import tempfile
+
     import keras
 
     if path.is_file() and path.stat().st_size == 0:
         raise ModelError(f"{path} is empty")
-    if path.is_file() and path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+    hdf5 = path.is_file() and is_hdf5(path)
+    if path.is_file() and path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path) and not hdf5:
         raise ModelError(f"{path} is not a .keras archive (not a zip file: corrupt or incomplete); "
-                         "save it again with model.save")
-    try:
-        return keras.models.load_model(str(path), safe_mode=True, compile=False)
-    except Exception as exc:
-        text = str(exc)
-        if "Lambda" in text or ("lambda" in text and "safe_mode" in text):
-            raise ModelError(f"{path} holds a Lambda layer with Python code, which safe loading never runs; "
-                             "if you trust its code, rebuild the model in Python and pass the keras.Model") from None
-        if "No model config found" in text or "model_config" in text:
-            raise ModelError(f"{path} holds weights only, no architecture: build the model in Python, "
-                             "load these weights into it and pass the keras.Model") from None
-        if "Could not locate" in text or "Unknown layer" in text or "Could not deserialize" in text:
-            raise ModelError(f"{path} uses a custom Keras class that is not registered: import the code that "
-                             "defines it and pass the keras.Model instead") from None
-        if isinstance(exc, (OSError, ValueError)) and ("signature" in text or "truncated" in text
-                                                      or "zip" in text.lower() or "Unable to" in text):
-            raise ModelError(f"{path} is not a readable Keras model file (corrupt or incomplete: "
-                             f"{first_line(exc)}); save it again with model.save") from None
-        raise ModelError(f"{path} could not be loaded as a Keras model ({first_line(exc)})") from None
+                          "save it again with model.save")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = path
+        if path.is_file() and (hdf5 and path.suffix.lower() not in (".h5", ".hdf5")
+                               or zipfile.is_zipfile(path) and path.suffix.lower() != ".keras"):
+            target = Path(tmp) / ("model.h5" if hdf5 else "model.keras")  # Keras 3 goes by the name
+            target.symlink_to(path.resolve())
+        try:
+            return keras.models.load_model(str(target), safe_mode=True, compile=False)
+        except Exception as first:
+            cleaned = _cleaned_h5(path, Path(tmp)) if hdf5 else None
+            if cleaned is None:
+                exc = first
+            else:
+                try:
+                    model = keras.models.load_model(str(cleaned), safe_mode=True, compile=False)
+                    log.warning("%s: a tf.keras 2 config; loaded after dropping initializer dtype arguments", path)
+                    return model
+                except Exception as second:
+                    exc = second
+    raise _keras_error(path, exc) from None
+
+
+def _keras_error(path: Path, exc: BaseException) -> ModelError:
+    """The one-line ModelError for a Keras load failure, its cause included."""
+    text = str(exc)
+    if "Lambda" in text or ("lambda" in text and "safe_mode" in text):
+        return ModelError(f"{path} holds a Lambda layer with Python code, which safe loading never runs; "
+                          "if you trust its code, rebuild the model in Python and pass the keras.Model")
+    if "No model config found" in text or "model_config" in text:
+        return ModelError(f"{path} holds weights only, no architecture: build the model in Python, "
+                          "load these weights into it and pass the keras.Model")
+    if "Could not locate" in text or "Unknown layer" in text or "Could not deserialize" in text:
+        return ModelError(f"{path} uses a custom Keras class that is not registered: import the code that "
+                          f"defines it and pass the keras.Model instead ({_cause(exc)})")
+    if isinstance(exc, (OSError, ValueError)) and ("signature" in text or "truncated" in text
+                                                  or "zip" in text.lower() or "Unable to" in text):
+        return ModelError(f"{path} is not a readable Keras model file (corrupt or incomplete: "
+                          f"{first_line(exc)}); save it again with model.save")
+    return ModelError(f"{path} could not be loaded as a Keras model ({_cause(exc)})")
 
 
 def saved_model_dir(path: Path) -> Path:
@@ -147,8 +251,20 @@ def tflite_proto(path: Path, inputs, outputs, opset: int) -> onnx.ModelProto:
     if len(head) < 8 or head[4:8] != b"TFL3":
         raise ModelError(f"{path} is not a TensorFlow Lite flatbuffer (no TFL3 identifier)")
 
-    def convert(batch: None):
-        return tf2onnx.convert.from_tflite(str(path), input_names=inputs or None, output_names=outputs or None,
-                                           opset=opset)
+    import tempfile
 
-    return run_tf2onnx(convert, name=str(path), batch_retry=False)
+    from converters.frontends.tensorflow.tflite_custom import CUSTOM_DOMAIN, densified, handlers
+
+    custom = handlers(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = densified(path, Path(tmp))
+        if dense is not None:
+            log.info("%s: sparse weights made dense by the TFLite interpreter before tf2onnx", path.name)
+
+        def convert(batch: None):
+            return tf2onnx.convert.from_tflite(str(dense or path), input_names=inputs or None,
+                                               output_names=outputs or None, opset=opset,
+                                               custom_op_handlers=custom or None,
+                                               extra_opset=[onnx.helper.make_opsetid(CUSTOM_DOMAIN, 1)] if custom else None)
+
+        return run_tf2onnx(convert, name=str(path), batch_retry=False)

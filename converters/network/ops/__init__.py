@@ -12,6 +12,9 @@ everything once. Every op here has an onnxruntime parity test (tests/converters/
 - reduce.py: Reduce*-18 (axes as an input) and ReduceMax/ReduceMin-20
 - split.py: Split-18 (num_outputs)
 - successors.py: newer versions whose schema only widened the types, mapped to onnx2torch's converter
+- depth_to_space.py: DepthToSpace in DCR mode (tf2onnx's; onnx2torch takes CRD only)
+- auto_pad.py: Conv/ConvTranspose/MaxPool/AveragePool with auto_pad SAME_*, and asymmetric pads onnx2torch refuses
+  (wraps whatever converter is registered, so it is imported last)
 """
 from __future__ import annotations
 
@@ -42,3 +45,5 @@ def result(module, node, inputs: tuple[str, ...] | None = None) -> OperationConv
 
 
 from converters.network.ops import cast_like, gelu, reduce, reshape, split, successors  # noqa: E402,F401  (they register)
+from converters.network.ops import depth_to_space  # noqa: E402,F401
+from converters.network.ops import auto_pad  # noqa: E402,F401  (last: it wraps the converters registered above)

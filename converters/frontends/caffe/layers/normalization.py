@@ -1,4 +1,4 @@
-"""BatchNorm (with a following Scale folded in), Scale, Bias and LRN."""
+"""BatchNorm (with a following Scale folded in), Scale, Bias, LRN and SSD's Normalize."""
 from __future__ import annotations
 
 import logging
@@ -102,3 +102,22 @@ def _lrn(builder: Builder, layer: LayerParameter) -> None:
     shifted = builder.aux("Add", [scaled, builder.const(layer, "one", np.float32(1.0))], layer, "shift", dims)
     power = builder.aux("Pow", [shifted, builder.const(layer, "neg_beta", np.float32(-p.beta))], layer, "pow", dims)
     builder.add("Mul", [x, power], layer, dims)
+
+
+@converter("Normalize")
+def _normalize(builder: Builder, layer: LayerParameter) -> None:
+    """SSD's L2 normalisation (conv4_3_norm): x / sqrt(sum x^2 + eps) * scale, the sum over channels at each
+    pixel (across_spatial: false) or over the whole sample; scale one value (channel_shared) or one per channel."""
+    x, dims = image_input(builder, layer)
+    p = layer.norm_param
+    axes = [1] if not p.across_spatial else [1, 2, 3]
+    sq = builder.aux("Mul", [x, x], layer, "square", dims)
+    total = builder.aux("ReduceSum", [sq, builder.const(layer, "axes", axes, np.int64)], layer, "sum",
+                        (1, 1) + (dims[2:] if not p.across_spatial else (1, 1)), keepdims=1)
+    norm = builder.aux("Sqrt", [builder.aux("Add", [total, builder.const(layer, "eps", float(p.eps))], layer, "eps",
+                                            builder.dims(total))], layer, "norm", builder.dims(total))
+    unit = builder.aux("Div", [x, norm], layer, "unit", dims)
+    (scale,) = builder.blobs(layer, 1)[:1]
+    shape = (1,) if p.channel_shared else (1, dims[1], 1, 1)
+    scale = builder.fit(layer, scale, shape, "scale")
+    builder.add("Mul", [unit, builder.const(layer, "scale", scale)], layer, dims)

@@ -1,4 +1,4 @@
-"""Layers that move values without computing: Dropout, Split, Flatten, Reshape."""
+"""Layers that move values without computing: Dropout, Split, Flatten, Reshape, SSD's Permute."""
 from __future__ import annotations
 
 import numpy as np
@@ -33,6 +33,19 @@ def _flatten(builder: Builder, layer: LayerParameter) -> None:
         return
     target = [0] * axis + [-1] + list(dims[end + 1:])  # 0 copies the (dynamic) batch and leading axes
     builder.add("Reshape", [x, builder.const(layer, "shape", target, np.int64)], layer, shape)
+
+
+@converter("Permute")
+def _permute(builder: Builder, layer: LayerParameter) -> None:
+    """SSD's Permute: the axes in `order`, the ones it leaves out following in their order."""
+    x = builder.bottom(layer)
+    dims = builder.dims(x)
+    order = [axis_index(int(a), len(dims), layer) for a in layer.permute_param.order]
+    order += [a for a in range(len(dims)) if a not in order]
+    if sorted(order) != list(range(len(dims))):
+        raise ConversionError(f"Caffe layer {layer.name!r}: permute order {list(layer.permute_param.order)} "
+                              f"repeats an axis")
+    builder.add("Transpose", [x], layer, tuple(dims[a] for a in order), perm=order)
 
 
 @converter("Reshape")
