@@ -14,10 +14,10 @@ prepare_tensorflow_import()
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 
-import torch  # noqa: E402
+import torch
 
-from converters import load  # noqa: E402
-from converters.frontends.tensorflow import tensorflow_to_onnx  # noqa: E402
+from converters import load
+from converters.frontends.tensorflow import tensorflow_to_onnx
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 TRANSPOSE_CONV, TANH, CUSTOM = 67, 28, 32

@@ -5,7 +5,6 @@ import os
 import stat
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto as T
