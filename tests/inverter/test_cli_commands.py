@@ -119,11 +119,13 @@ def test_sweep_writes_one_row_per_setting(vgg16_bn_path, photo, tmp_path):
 
 def test_visualize_raises_the_channel(vgg16_bn_path, tmp_path):
     out = tmp_path / "vis"
-    r = run_cli("visualize", vgg16_bn_path, "--node", "conv2_1", "--channel", 3, "--iterations", 10,
+    # the conv's own output: after the ReLU a channel of these random weights can be dead at the start, and the
+    # figure's defaults (lr 0.05, jitter 4) need more than 10 steps to wake it
+    r = run_cli("visualize", vgg16_bn_path, "--node", "conv2_1.conv", "--channel", 3, "--iterations", 10,
                 "--out", out, "--quiet", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    key = "channel:conv2_1:3"
+    key = "channel:conv2_1.conv:3"
     assert summary["final_loss"][key][0] < summary["first_loss"][key][0]  # the channel fires more
     assert (out / "visualization.png").is_file()
 
