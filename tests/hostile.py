@@ -110,7 +110,8 @@ def nested_prototxt(path: Path, depth: int = 5000) -> Path:
 
 
 def png(path: Path, width: int, height: int, mode: str = "RGB", value: int | None = None) -> Path:
-    """A PNG of the given size and mode; 16-bit gray (`I;16`) holds a left-to-right ramp by default."""
+    """A PNG of the given size and mode; RGB is noise tinted by `value`, 16-bit gray (`I;16`) a left-to-right
+    ramp by default."""
     from PIL import Image
 
     if mode == "I;16":
@@ -119,6 +120,10 @@ def png(path: Path, width: int, height: int, mode: str = "RGB", value: int | Non
         image = Image.fromarray(array)
         assert image.mode.startswith("I;16"), image.mode
         image.save(path)
+    elif mode == "RGB" and min(width, height) >= 2:  # textured around `value`: a flat photo is refused (issue 19)
+        noise = np.random.default_rng(width * 7919 + height).integers(0, 256, (height, width, 3))
+        tint = np.asarray((0, 0, 0) if value is None else value, np.float64)
+        Image.fromarray((0.4 * noise + 0.6 * tint).astype(np.uint8)).save(path)
     else:
         Image.new(mode, (width, height), color=0 if value is None else value).save(path)
     return path
