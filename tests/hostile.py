@@ -258,3 +258,25 @@ def sparse_external_model(folder: Path, claimed: int, dims=(4, 4, 3, 3)) -> Path
         f.truncate(claimed)
     path.write_bytes(proto.SerializeToString())
     return path
+
+
+def optimising_cli(*args, cwd: Path | None = None):
+    """`invert-onnx ARGS` in a real subprocess, returned once its progress bar shows it is optimising:
+    (the process, the stderr chunks read so far and still being read)."""
+    import subprocess
+    import sys
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-m", "inverter.cli.main", *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+    seen, chunks = threading.Event(), []
+
+    def watch():
+        while chunk := proc.stderr.read(64):
+            chunks.append(chunk)
+            if b"optimising" in b"".join(chunks[-3:]):
+                seen.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert seen.wait(300), b"".join(chunks)
+    return proc, chunks

@@ -5,6 +5,9 @@ import sys
 
 import pytest
 
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+import hostile  # noqa: E402
+
 
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "inverter.cli.main", *map(str, args)], capture_output=True,
@@ -81,23 +84,10 @@ def test_divergence_saves_last_finite_image_and_says_so(vgg16_bn_path, photo, tm
 
 def test_ctrl_c_keeps_best_image_and_metrics(vgg16_bn_path, photo, tmp_path):
     import signal
-    import threading
 
     out = tmp_path / "int"
-    proc = subprocess.Popen([sys.executable, "-m", "inverter.cli.main", str(vgg16_bn_path), "--node", "conv2_1",
-                             "--image", str(photo), "--out", str(out), "--iterations", "1000000"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
-    seen = threading.Event()
-    chunks = []
-
-    def watch():
-        while chunk := proc.stderr.read(64):
-            chunks.append(chunk)
-            if b"optimising" in b"".join(chunks[-3:]):
-                seen.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert seen.wait(300), b"".join(chunks)
+    proc, chunks = hostile.optimising_cli(vgg16_bn_path, "--node", "conv2_1", "--image", photo, "--out", out,
+                                          "--iterations", 1000000)
     import time
 
     time.sleep(2)  # some iterations

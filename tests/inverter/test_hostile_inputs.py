@@ -719,27 +719,14 @@ def test_tiny_images_refused_or_said(small, tmp_path, capsys, caplog):
 def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(name, status, small, tmp_path):
     import json
     import signal
-    import subprocess
-    import threading
     import time
 
     from PIL import Image
 
     model, image = small
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, "-m", "inverter.cli.main", str(model), "--node", "relu2", "--image",
-                             str(image), "--out", str(out), "--iterations", "10000000"],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
-    seen, chunks = threading.Event(), []
-
-    def watch():
-        while chunk := proc.stderr.read(64):
-            chunks.append(chunk)
-            if b"optimising" in b"".join(chunks[-3:]):
-                seen.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert seen.wait(300), b"".join(chunks)
+    proc, chunks = hostile.optimising_cli(model, "--node", "relu2", "--image", image, "--out", out,
+                                          "--iterations", 10000000, cwd=Path(__file__).resolve().parents[2])
     time.sleep(1)  # some iterations
     proc.send_signal(getattr(signal, name))
     assert proc.wait(120) == status
